@@ -1,0 +1,50 @@
+"""The ``slm-course`` command. Each subcommand lives in its own module and is imported only
+when used, so ``slm-course data list`` does not pay for importing PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("slm_course.data.cli", "list, fetch and verify the course's datasets"),
+    "exercises": ("slm_course.exercises.cli", "build, check and grade exercise notebooks"),
+    "train": ("slm_course.train_cli", "train a GPT from a preset: --preset NAME [--key=value]"),
+    "sample": ("slm_course.sample_cli", "sample text from a checkpoint"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slm-course",
+        description="slm-course: from math refreshers to a small language model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {n:<10} {h}" for n, (_, h) in SUBCOMMANDS.items()),
+    )
+    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="what to do")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        _top_parser().parse_args(argv or ["--help"])
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"slm-course {name}",
+                                     description=SUBCOMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Errors from the package already say what was wrong and how to fix it.
+        print(f"slm-course {name}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
