@@ -1,0 +1,83 @@
+"""Sampling text from a language model: temperature, top-k, top-p (nucleus).
+
+At each step the model gives logits z over the vocabulary for the next token and we draw
+
+    p = softmax(z / T),   then keep only the k most likely tokens (top-k) and/or the
+                          smallest set whose probability reaches p_top (top-p), renormalise,
+    x_next ~ p.
+
+T < 1 sharpens the distribution (T -> 0 is greedy), T > 1 flattens it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Set every logit below the k-th largest of its row to -inf. logits: (B, V)."""
+    if k < 1:
+        raise ValueError(f"top_k must be at least 1, got {k}")
+    k = min(k, logits.shape[-1])
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability sum reaches ``p``.
+
+    The most likely token is always kept. logits: (B, V).
+    """
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {p}")
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of the tokens ranked above
+    drop_sorted = mass_before >= p  # already reached p without this token
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+    """Draw one token id per row from (B, V) logits; returns (B, 1). temperature 0 = greedy."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + new).
+
+    The context is cropped to the model's ``config.block_size`` (the last tokens), since the
+    model cannot look further back than it was trained to.
+    """
+    if idx.dim() != 2:
+        raise ValueError(f"idx must be (batch, time), got shape {tuple(idx.shape)}")
+    if idx.shape[1] == 0:
+        raise ValueError("the prompt is empty: give at least one token to start from")
+    block_size = model.config.block_size
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -block_size:]  # (B, <=block_size)
+            logits, _ = model(idx_cond)  # (B, t, V)
+            next_id = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k,
+                                  top_p=top_p, generator=generator)  # (B, 1)
+            idx = torch.cat([idx, next_id.to(idx.device)], dim=1)
+    finally:
+        model.train(was_training)
+    return idx
