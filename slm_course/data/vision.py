@@ -23,8 +23,6 @@ VISION_ENV = "SLM_COURSE_VISION"
 DEFAULT_VISION = "mnist"
 # dataset name -> torchvision class name (which is also the folder it reads)
 VISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 # IDX type byte -> big-endian NumPy dtype (http://yann.lecun.com/exdb/mnist/, bottom)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
