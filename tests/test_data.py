@@ -27,7 +27,9 @@ from slm_course.data import (
     RemoteFile,
     fetch,
     file_digest,
+    load_mnist_test,
     load_names_by_language,
+    load_vision,
     read_idx,
     verify_dataset,
 )
@@ -142,6 +144,17 @@ def test_an_unknown_size_still_catches_a_cut_by_checksum(server, tmp_path):
     server.routes["/a/toy.txt"] = (200, BODY[:100], len(BODY))
     with pytest.raises(DatasetError, match="closed after 100 of"):
         fetch(toy(server, "/a/toy.txt", size=None), cache=tmp_path, quiet=True)
+    assert listing(tmp_path / "toy") == []
+
+
+def test_an_interrupted_download_leaves_nothing(server, tmp_path, monkeypatch):
+    def half_then_interrupt(url, out, progress=False):
+        out.write(BODY[:100])
+        raise KeyboardInterrupt  # the learner pressed Ctrl-C (or the kernel was stopped)
+
+    monkeypatch.setattr(fetch_module, "_download", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(toy(server, "/a/toy.txt"), cache=tmp_path, quiet=True)
     assert listing(tmp_path / "toy") == []
 
 
@@ -272,6 +285,58 @@ def test_read_idx_matches_torchvision(tmp_path):
         read_idx(tmp_path / "cut")
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An uint8 array in the IDX format: magic (0, 0, 8, ndim), big-endian sizes, values."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_load_vision_builds_torchvision_from_verified_files(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, 6),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28)),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3)}
+    mirror = tmp_path / "mirror" / "fashion-mnist"
+    mirror.mkdir(parents=True)
+    files = []
+    for name, array in arrays.items():
+        packed = gzip.compress(idx_bytes(array))
+        (mirror / f"{name}.gz").write_bytes(packed)
+        files.append(RemoteFile(f"{name}.gz", ("http://127.0.0.1:9/x",),
+                                sha256=hashlib.sha256(packed).hexdigest()))
+    tiny = Dataset(name="fashion-mnist", title="tiny", description="-", licence="-",
+                   citation="-", homepage="-", files=tuple(files))
+    monkeypatch.setitem(REGISTRY, "fashion-mnist", tiny)
+    monkeypatch.setenv("SLM_COURSE_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("SLM_COURSE_OFFLINE", "1")
+    monkeypatch.setenv("SLM_COURSE_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("SLM_COURSE_VISION", "fashion-mnist")
+
+    train = load_vision(train=True)  # the name comes from $SLM_COURSE_VISION
+    assert type(train).__name__ == "FashionMNIST" and len(train) == 6
+    np.testing.assert_array_equal(np.asarray(train[0][0]), arrays["train-images-idx3-ubyte"][0])
+    np.testing.assert_array_equal(train.targets.numpy(), arrays["train-labels-idx1-ubyte"])
+    test = load_vision("fashion-mnist", train=False)
+    np.testing.assert_array_equal(test.data.numpy(), arrays["t10k-images-idx3-ubyte"])
+
+    raw = tmp_path / "cache" / "fashion-mnist" / "FashionMNIST" / "raw"
+    cut = raw / "train-images-idx3-ubyte"
+    cut.write_bytes(cut.read_bytes()[:-10])  # a decompression cut short is made again
+    np.testing.assert_array_equal(load_vision(train=True).data.numpy(),
+                                  arrays["train-images-idx3-ubyte"])
+    assert sorted(p.name for p in raw.iterdir()) == sorted(arrays), "no temp files left"
+    with pytest.raises(DatasetError, match="unknown vision dataset 'cifar'"):
+        load_vision("cifar")
+
+
+def test_cli_list_names_every_dataset(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLM_COURSE_DATA", str(tmp_path))
+    assert cli.main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in REGISTRY) and "no " in out
+
+
 def test_cli_verify_passes_a_good_copy_and_fails_a_corrupt_one(server, tmp_path, monkeypatch,
                                                               capsys):
     server.routes["/a/toy.txt"] = (200, BODY, None)
@@ -315,6 +380,16 @@ def test_the_registry_matches_the_shared_copies(name):
     else:
         ds.check_structure(folder)
         assert {p.name: file_digest(p) for p in folder.glob(ds.pattern)} == ds.reference_sha256
+
+
+@needs_mirror
+def test_load_mnist_test_reads_the_real_test_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLM_COURSE_MIRROR", MIRROR)
+    images, labels = load_mnist_test(cache=tmp_path)
+    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10_000,) and labels.dtype == np.int64
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4], "the famous first five MNIST test digits"
+    assert np.bincount(labels).tolist()[:2] == [980, 1135]  # published class counts
 
 
 @needs_mirror

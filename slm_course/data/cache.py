@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -180,11 +180,11 @@ def fetch(dataset: str | Dataset, *, cache: Path | None = None, quiet: bool = Fa
     if ds.files:
         folder.mkdir(parents=True, exist_ok=True)
         for spec in ds.files:
-            _fetch_file(ds, spec, folder / spec.name, say)
+            _fetch_file(ds, spec, folder / spec.name, say, progress=not quiet)
         if ds.check_structure is not None:
             ds.check_structure(folder)
     else:
-        _fetch_archive(ds, folder, say)
+        _fetch_archive(ds, folder, say, progress=not quiet)
     return folder
 
 
@@ -193,14 +193,14 @@ def _say(message: str) -> None:
 
 
 def _fetch_file(ds: Dataset, spec: RemoteFile, target: Path,
-                say: Callable[[str], None]) -> None:
+                say: Callable[[str], None], progress: bool = False) -> None:
     moved = ""
     if target.is_file():
         problem = _cached_file_ok(target, spec)
         if problem is None:
             return
         aside = _move_aside(target)
-        moved = f"(the bad copy was moved to {aside})"
+        moved = f"(the bad copy was moved to {aside}) "
         say(f"{problem}\n  it is not used: moved to {aside}; fetching a fresh copy")
     tried: list[str] = []
     for source in _local_sources(ds, spec.name):
@@ -220,7 +220,7 @@ def _fetch_file(ds: Dataset, spec: RemoteFile, target: Path,
     for url in spec.urls:
         say(f"downloading {url}")
         try:
-            _write_verified(target, spec, lambda out, u=url: _download_into(u, out, spec))
+            _write_verified(target, spec, lambda out, u=url: _download_into(u, out, spec, progress))
         except _SourceFailed as err:
             tried.append(f"{url}: {err}")
             say(f"  failed: {err}")
@@ -285,14 +285,13 @@ def _write_verified(target: Path, spec: RemoteFile,
 
 
 def _fsync_dir(folder: Path) -> None:
-    try:  # makes the rename itself durable; not possible on every OS
+    try:  # makes the rename itself durable; not possible on every OS (e.g. Windows)
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -305,13 +304,13 @@ def _copy(source: Path, out: BinaryIO) -> None:
         raise _SourceFailed(f"cannot read it ({err})") from err
 
 
-def _download_into(url: str, out: BinaryIO, spec: RemoteFile) -> None:
+def _download_into(url: str, out: BinaryIO, spec: RemoteFile, progress: bool = False) -> None:
     """Download ``url`` into ``out``; gunzip it first when the spec says so."""
     if not spec.gunzip:
-        _download(url, out)
+        _download(url, out, progress)
         return
     with tempfile.TemporaryFile() as packed:  # anonymous: never left behind
-        _download(url, packed)
+        _download(url, packed, progress)
         packed.seek(0)
         if spec.download_md5:
             digest = hashlib.md5(usedforsecurity=False)
@@ -328,8 +327,10 @@ def _download_into(url: str, out: BinaryIO, spec: RemoteFile) -> None:
             raise _SourceFailed(f"not valid gzip data ({err})") from err
 
 
-def _download(url: str, out: BinaryIO) -> int:
+def _download(url: str, out: BinaryIO, progress: bool = False) -> int:
     """Stream ``url`` into ``out``; raise _SourceFailed with a short reason on any failure."""
+    from tqdm import tqdm  # plain text: works in a terminal and in Jupyter without widgets
+
     from slm_course import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"slm-course/{__version__}"})
@@ -338,9 +339,12 @@ def _download(url: str, out: BinaryIO) -> int:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                received += len(chunk)
+            with tqdm(total=expected, unit="B", unit_scale=True, leave=False, file=sys.stderr,
+                      desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
     except urllib.error.HTTPError as err:
         raise _SourceFailed(f"HTTP {err.code} {err.reason}") from err
     except urllib.error.URLError as err:
@@ -363,13 +367,15 @@ def _move_aside(path: Path) -> Path:
     while aside.exists():
         number += 1
         aside = path.with_name(f"{path.name}.corrupt.{number}")
-    os.replace(path, aside)
     _verified.pop(path, None)
+    with suppress(FileNotFoundError):  # another process may have moved it a moment ago
+        os.replace(path, aside)
     return aside
 
 
 # --------------------------------------------------------------------------- archives
-def _fetch_archive(ds: Dataset, folder: Path, say: Callable[[str], None]) -> None:
+def _fetch_archive(ds: Dataset, folder: Path, say: Callable[[str], None],
+                   progress: bool = False) -> None:
     """Fetch a dataset made of an archive's members, verified by ``ds.check_structure``."""
     assert ds.archive is not None and ds.check_structure is not None
     moved = ""
@@ -403,7 +409,7 @@ def _fetch_archive(ds: Dataset, folder: Path, say: Callable[[str], None]) -> Non
         say(f"downloading {url}")
         try:
             _install_folder(ds, folder, lambda stage, u=url: _unzip_members(
-                u, ds.archive.members, stage))
+                u, ds.archive.members, stage, progress))
         except _SourceFailed as err:
             tried.append(f"{url}: {err}")
             say(f"  failed: {err}")
@@ -444,9 +450,9 @@ def _copy_files(files: list[Path], stage: Path) -> None:
             os.fsync(out.fileno())
 
 
-def _unzip_members(url: str, pattern: str, stage: Path) -> None:
+def _unzip_members(url: str, pattern: str, stage: Path, progress: bool = False) -> None:
     with tempfile.TemporaryFile() as packed:
-        _download(url, packed)
+        _download(url, packed, progress)
         packed.seek(0)
         try:
             with zipfile.ZipFile(packed) as archive:

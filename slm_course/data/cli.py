@@ -47,9 +47,8 @@ def _list() -> int:
     print(f"{'name':<18} {'MB':>6}  {'cached':<7} {'licence':<14} title")
     for ds in REGISTRY.values():
         folder = cache_root() / ds.name
-        cached = "yes" if folder.is_dir() and any(
-            (folder / f.name).is_file() for f in ds.files) or (
-            not ds.files and folder.is_dir() and any(folder.glob(ds.pattern))) else "no"
+        names = [f.name for f in ds.files] or [p.name for p in folder.glob(ds.pattern)]
+        cached = "yes" if names and all((folder / n).is_file() for n in names) else "no"
         print(f"{ds.name:<18} {ds.size / 1e6:>6.1f}  {cached:<7} {ds.licence:<14} "
               f"{ds.title}")
     return 0
