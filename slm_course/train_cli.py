@@ -1,0 +1,81 @@
+"""``slm-course train --preset NAME [--key=value ...] [--out DIR] [--resume]``.
+
+Every field of GPTConfig and TrainConfig is an option (``--n_layer=6``, ``--max-steps 500``);
+``slm-course train --list`` shows the presets. Run it under ``torchrun --nproc_per_node=N``
+(``torchrun --nproc_per_node=2 -m slm_course train --preset ...``) to train on N processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from slm_course.presets import PRESETS, apply_overrides, did_you_mean, get_preset, valid_keys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
+    parser.add_argument("--list", action="store_true", help="list the presets and exit")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="checkpoint folder (default: runs/PRESET)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue exactly from OUT/ckpt.pt")
+    group = parser.add_argument_group(
+        "settings", "override any model or training setting of the preset, e.g. --n_layer=6")
+    for key in valid_keys():
+        names = [f"--{key}"] + ([f"--{key.replace('_', '-')}"] if "_" in key else [])
+        group.add_argument(*names, dest=f"set_{key}", metavar="VALUE",
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.epilog = "settings: " + ", ".join(valid_keys())
+    parser.allow_abbrev = False  # --n_lay=2 is a typo, not n_layer
+    argparse_error = parser.error
+
+    def error(message: str) -> None:  # an unknown --key: say which keys exist
+        if message.startswith("unrecognized arguments"):
+            message += f"\n{did_you_mean(message.split(':', 1)[1].split())}valid settings: " \
+                       f"{', '.join(valid_keys())}"
+        argparse_error(message)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def run(args: argparse.Namespace) -> int:
+    from slm_course.gpt import GPTConfig
+    from slm_course.train import CHECKPOINT_NAME, run_training
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if args.list:
+        for preset in PRESETS.values():
+            print(f"{preset.name:<28} {preset.description}")
+        return 0
+    if not args.preset:
+        raise ValueError(f"choose a preset with --preset NAME ({', '.join(PRESETS)}); "
+                         f"see them with `slm-course train --list`")
+    overrides = {k[len("set_"):]: v for k, v in vars(args).items() if k.startswith("set_")}
+    preset = apply_overrides(get_preset(args.preset), overrides)
+    out = args.out or Path("runs") / preset.name
+    if not args.resume and (out / CHECKPOINT_NAME).exists():
+        raise ValueError(f"{out / CHECKPOINT_NAME} exists: pass --resume to continue that run "
+                         f"or choose another --out folder")
+    cfg = preset.train
+    if is_main:
+        changed = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
+        print(f"preset {preset.name} (overrides: {changed}) -> {out}")
+        shape = GPTConfig(**{"vocab_size": 1, **preset.model})
+        print(f"model: {shape.n_layer} layers, {shape.n_head} heads, width {shape.n_embd}, "
+              f"context {shape.block_size}; data: {cfg.dataset} ({cfg.tokenizer} tokens); "
+              f"{cfg.max_steps} steps of {cfg.batch_size} x {shape.block_size} tokens")
+    model, result, data = run_training(preset.model, cfg, out_dir=out, resume=args.resume)
+    if is_main:
+        print(f"{model.num_params() / 1e6:.2f}M parameters, vocabulary {data.vocab_size}, "
+              f"device {result.extra['device']}, {result.extra['world_size']} process(es)")
+        for entry in result.history:
+            print(f"step {entry['step']:>6}: train {entry['train_loss']:.4f}  "
+                  f"val {entry['val_loss']:.4f}")
+        print(f"final validation loss {result.final_val_loss:.4f} nats/token after "
+              f"{result.step} steps; {result.seconds:.1f} s wall, "
+              f"{result.tokens_per_second:,.0f} tokens/s")
+        print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
+              f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
+    return 0

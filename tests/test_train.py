@@ -1,0 +1,223 @@
+"""The data batching and the training loop: batches are shifted windows of the right split,
+the optimiser decays matrices only and follows the schedule, checkpoints are atomic and
+checked, and a run stopped at step k and resumed is *bitwise* the run that never stopped."""
+
+import math
+
+import pytest
+import torch
+
+from slm_course.gpt import GPT, GPTConfig
+from slm_course.lm_data import LMData, build_tokenizer, split_text
+from slm_course.optim import warmup_cosine_lr
+from slm_course.tokenizers import CharTokenizer
+from slm_course.train import (
+    CHECKPOINT_NAME,
+    TrainConfig,
+    estimate_loss,
+    load_checkpoint,
+    load_model,
+    param_groups,
+    perplexity,
+    train,
+)
+
+TEXT = "".join(f"{w} " for i in range(400) for w in ("to be", "or not", "that is", str(i % 7)))
+
+
+@pytest.fixture(scope="module")
+def data() -> LMData:
+    return LMData.from_text(TEXT, CharTokenizer.from_text(TEXT))
+
+
+def small_model(vocab_size: int, seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    return GPT(GPTConfig(**{**cfg, **kw}))
+
+
+def small_cfg(**kw) -> TrainConfig:
+    base = dict(dataset="unused", batch_size=4, max_steps=12, lr=3e-3, min_lr=3e-4,
+                warmup_steps=3, eval_interval=4, eval_batches=2, log_interval=2, seed=7,
+                progress=False, num_threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+# ----- data ------------------------------------------------------------------------------------
+
+def test_split_is_a_fixed_90_10_cut():
+    train_text, val_text = split_text("abcdefghij" * 10)
+    assert len(train_text) == 90 and train_text + val_text == "abcdefghij" * 10
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_text("abc", 0.0)
+
+
+def test_batches_are_windows_of_the_split_shifted_by_one(data):
+    g = torch.Generator().manual_seed(0)
+    x, y = data.get_batch("val", 8, 10, g)
+    assert x.shape == y.shape == (8, 10) and x.dtype == torch.long
+    val = data.val.tolist()
+    for row_x, row_y in zip(x.tolist(), y.tolist(), strict=True):
+        starts = [i for i in range(len(val) - 10) if val[i:i + 10] == row_x]
+        assert starts, "every x row is a window of the validation split"
+        assert any(val[i + 1:i + 11] == row_y for i in starts), "y is x shifted by one"
+
+
+def test_batches_replay_from_the_generator_and_reach_the_last_window():
+    data = LMData.from_text("abcdefghijklmnopqrstuvwxyz" * 4, CharTokenizer("abcdefghijklm"
+                                                                           "nopqrstuvwxyz"))
+    a = data.get_batch("train", 5, 3, torch.Generator().manual_seed(1))
+    b = data.get_batch("train", 5, 3, torch.Generator().manual_seed(1))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    # with block_size = len - 1 there is exactly one window: the whole split
+    n = len(data.val)
+    x, y = data.get_batch("val", 2, n - 1, torch.Generator().manual_seed(0))
+    assert torch.equal(x[0], data.val[:-1]) and torch.equal(y[0], data.val[1:])
+    with pytest.raises(ValueError, match="does not fit the val split"):
+        data.get_batch("val", 2, n)
+    with pytest.raises(ValueError, match="split must be one of"):
+        data.get_batch("test", 2, 3)
+
+
+def test_fixed_batches_are_the_same_every_time(data):
+    first = data.fixed_batches("val", 3, 4, 8, seed=5)
+    again = data.fixed_batches("val", 3, 4, 8, seed=5)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0][0], first[1][0])
+
+
+def test_bpe_tokenizer_is_trained_on_the_train_split_only():
+    text = "aaaa " * 300 + "zzzz " * 10  # the "zzzz" words are all in the last 10%
+    train_text, _ = split_text(text)
+    tok = build_tokenizer("bpe", text, train_text, bpe_vocab_size=260)
+    assert tok.decode(tok.encode(text)) == text
+    assert len(tok.encode("zzzz")) == 4, "no merge was learned from validation text"
+    assert len(tok.encode("aaaa")) < 4
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        build_tokenizer("words", text)
+
+
+# ----- the optimiser ---------------------------------------------------------------------------
+
+def test_weight_decay_applies_to_matrices_only():
+    model = small_model(10, bias=True)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"])
+    assert all(p.dim() == 1 for p in no_decay["params"])
+    n_group = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
+    assert n_group == model.num_params(non_embedding=False), "every parameter exactly once"
+    ids = {id(p) for p in decay["params"]}
+    assert id(model.lm_head.weight) in ids and id(model.transformer.h[0].ln_1.bias) not in ids
+
+
+def test_training_follows_the_schedule_and_learns(data):
+    cfg = small_cfg(max_steps=40, eval_interval=20, lr=1e-2, min_lr=1e-3)
+    result = train(small_model(data.vocab_size), data, cfg)
+    expected = [warmup_cosine_lr(s, max_lr=cfg.lr, min_lr=cfg.min_lr,
+                                 warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps)
+                for s in range(cfg.max_steps)]
+    assert result.lrs == pytest.approx(expected)
+    assert result.losses.shape == (40,)
+    assert [h["step"] for h in result.history] == [0, 20, 40]
+    assert abs(result.history[0]["val_loss"] - math.log(data.vocab_size)) < 0.1
+    assert result.final_val_loss < 0.7 * result.history[0]["val_loss"]
+    assert result.tokens_per_second > 0
+
+
+def test_gradient_clipping_bounds_the_global_norm(data, monkeypatch):
+    """Every step clips: after clip_grad_norm_ the global gradient norm is <= grad_clip."""
+    seen = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        before = original(params, max_norm, *args, **kwargs)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        seen.append((float(before), float(after)))
+        return before
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    train(small_model(data.vocab_size), data, small_cfg(max_steps=3, warmup_steps=0,
+                                                        grad_clip=1e-3))
+    assert len(seen) == 3
+    assert all(before > 1e-3 and after <= 1e-3 * 1.001 for before, after in seen)
+
+
+def test_estimate_loss_uses_eval_mode_and_restores_training_mode(data):
+    model = small_model(data.vocab_size, dropout=0.5).train()
+    batches = data.fixed_batches("val", 2, 4, 16)
+    a, b = estimate_loss(model, batches), estimate_loss(model, batches)
+    assert a == b, "dropout must be off during evaluation"
+    assert model.training
+    assert perplexity(math.log(65)) == pytest.approx(65)
+
+
+# ----- checkpoints and exact resume ------------------------------------------------------------
+
+def test_resume_gives_exactly_the_uninterrupted_losses(data, tmp_path):
+    """Dropout (torch RNG), random batches (data generator), AdamW moments and the schedule
+    must all be restored: the losses match bit for bit."""
+    cfg = small_cfg(max_steps=12, eval_interval=4)
+    kw = dict(dropout=0.2)
+    straight = train(small_model(data.vocab_size, **kw), data, cfg, out_dir=tmp_path / "a")
+
+    part = train(small_model(data.vocab_size, **kw), data, cfg, out_dir=tmp_path / "b",
+                 stop_at=6)  # 6 is not an evaluation step: the stop itself checkpoints
+    assert part.step == 6 and len(part.losses) == 6
+    # a differently initialised model: everything must come from the checkpoint
+    resumed = train(small_model(data.vocab_size, seed=99, **kw), data, cfg,
+                    out_dir=tmp_path / "b", resume=True)
+    assert torch.equal(resumed.losses, straight.losses)
+    assert resumed.history == straight.history
+    assert resumed.lrs == straight.lrs
+    a = load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)["model"]
+    b = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_is_written_atomically_and_rebuilds_the_model(data, tmp_path):
+    model = small_model(data.vocab_size)
+    result = train(model, data, small_cfg(), out_dir=tmp_path)
+    assert result.checkpoint == tmp_path / CHECKPOINT_NAME
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "log.jsonl"]  # no .tmp
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["step"] == 12 and ckpt["tokenizer"] == data.tokenizer.to_dict()
+    loaded, tokenizer = load_model(tmp_path / CHECKPOINT_NAME, device="cpu")
+    assert tokenizer.encode("to be") == data.tokenizer.encode("to be")
+    x = data.get_batch("val", 2, 16, torch.Generator().manual_seed(0))[0]
+    assert torch.equal(loaded(x)[0], model.eval()(x)[0])
+
+
+def test_truncated_or_missing_checkpoint_is_a_clear_error(data, tmp_path):
+    train(small_model(data.vocab_size), data, small_cfg(max_steps=4), out_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(path.read_bytes()[:1000])  # an interrupted copy
+    with pytest.raises(ValueError, match=f"{path}.*truncated or corrupt"):
+        load_checkpoint(path)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        train(small_model(data.vocab_size), data, small_cfg(), out_dir=tmp_path, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an slm-course checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_resuming_with_another_vocabulary_or_shape_is_an_error(data, tmp_path):
+    train(small_model(data.vocab_size), data, small_cfg(max_steps=4), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="vocabulary mismatch"):
+        train(small_model(data.vocab_size + 1), data, small_cfg(), out_dir=tmp_path,
+              resume=True)
+    with pytest.raises(ValueError, match="different model.*n_embd"):
+        train(small_model(data.vocab_size, n_embd=32), data, small_cfg(), out_dir=tmp_path,
+              resume=True)
+
+
+def test_bad_train_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="warmup_steps=50 > max_steps=10"):
+        small_cfg(max_steps=10, warmup_steps=50)
+    with pytest.raises(ValueError, match="min_lr"):
+        small_cfg(lr=1e-4, min_lr=1e-3)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({"max_step": 3})
