@@ -74,6 +74,15 @@ def expect(check: str, condition: bool, problem: str, *, expected: Any = None,
         raise fail(check, problem, expected=expected, got=got, hint=hint)
 
 
+def as_array(check: str, value: Any, what: str = "result") -> np.ndarray:
+    """Return the learner's ``value`` as a float64 array, or fail saying what came back."""
+    arr = _as_array(value)
+    if arr is None:
+        raise fail(check, f"{what} is a {type(value).__name__}, expected numbers",
+                   hint="return a NumPy array (or a float), not None or text.")
+    return arr
+
+
 def passed(check: str, detail: str = "") -> bool:
     """Print the pass line and return True (so a grader can count it)."""
     print(f"{PASS_MARK} {check} passed" + (f": {detail}" if detail else ""))
