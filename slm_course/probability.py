@@ -44,7 +44,8 @@ def _to_numpy(x: ArrayLike) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
         import torch
 
         tensor = x
-        array = tensor.detach().cpu().numpy()
+        plain = tensor.detach().cpu()
+        array = (plain.float() if plain.dtype == torch.bfloat16 else plain).numpy()  # no bf16
         dtype = tensor.dtype if tensor.dtype.is_floating_point else torch.float64
 
         def back(result: np.ndarray) -> Any:
@@ -69,9 +70,9 @@ def _check_distribution(p: np.ndarray, name: str, axis: int = -1) -> None:
     if np.any(p < 0):
         raise ValueError(f"{name} has negative entries (smallest {p.min():.3g}); "
                          f"probabilities must be >= 0. Did you pass logits? Use softmax first.")
-    sums = p.sum(axis=axis)
+    sums = np.asarray(p.sum(axis=axis))
     if not np.allclose(sums, 1.0, rtol=0.0, atol=SUM_TOLERANCE):
-        worst = float(np.asarray(sums).flat[np.argmax(np.abs(np.asarray(sums) - 1.0))])
+        worst = float(sums.flat[np.argmax(np.abs(sums - 1.0))])
         raise ValueError(f"{name} must sum to 1 along axis {axis}, but a row sums to "
                          f"{worst:.6g}; normalize it with p / p.sum(axis={axis}, keepdims=True) "
                          f"or build it with softmax(logits).")

@@ -112,6 +112,10 @@ def test_torch_tensors_come_back_as_tensors_of_the_same_dtype():
     out = logsumexp(x)
     assert isinstance(out, torch.Tensor)
     torch.testing.assert_close(out, torch.logsumexp(x, dim=-1))
+    x16 = x.to(torch.bfloat16)  # NumPy has no bfloat16: computed in float32, returned in bf16
+    half = softmax(x16)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half, F.softmax(x16.float(), dim=-1).to(torch.bfloat16))
 
 
 # --------------------------------------------------------------------------- temperature
