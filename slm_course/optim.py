@@ -136,8 +136,12 @@ def adam_update(param: Array, grad: Array, m: Array, v: Array, t: int, *, lr: fl
 # ---------------------------------------------------------------------------------------------
 
 
-class _Optimizer(torch.optim.Optimizer):
-    """The loop every optimizer here shares: update each parameter that has a gradient."""
+class PerParameterOptimizer(torch.optim.Optimizer):
+    """The loop every optimizer here shares: apply an update rule to each parameter with a gradient.
+
+    A subclass says what state a parameter needs (:meth:`init_state`) and how one parameter
+    changes (:meth:`update`); everything else is :class:`torch.optim.Optimizer`'s.
+    """
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         check_hyperparameters(type(self).__name__, defaults)
@@ -177,7 +181,7 @@ class _Optimizer(torch.optim.Optimizer):
         return loss
 
 
-class SGD(_Optimizer):
+class SGD(PerParameterOptimizer):
     """Stochastic gradient descent with optional momentum; see :func:`sgd_update`.
 
     Matches ``torch.optim.SGD(params, lr, momentum, nesterov=..., weight_decay=...)``.
@@ -199,7 +203,7 @@ class SGD(_Optimizer):
         return p
 
 
-class RMSProp(_Optimizer):
+class RMSProp(PerParameterOptimizer):
     """RMSProp (Hinton, 2012); see :func:`rmsprop_update`.
 
     Matches ``torch.optim.RMSprop(params, lr, alpha, eps, weight_decay)`` (no momentum,
@@ -220,7 +224,7 @@ class RMSProp(_Optimizer):
         return p
 
 
-class Adam(_Optimizer):
+class Adam(PerParameterOptimizer):
     """Adam (Kingma & Ba, 2015); ``weight_decay`` is L2 added to the gradient.
 
     See :func:`adam_update`. Matches ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``.
