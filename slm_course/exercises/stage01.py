@@ -18,20 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from slm_course.exercises.checking import call_learner, expect, expect_close, fail, passed
+from slm_course.exercises.checking import as_array, call_learner, expect, expect_close, fail, passed
 from slm_course.linalg import pca_svd
 
 _BUILT_IN_PRODUCTS = {"dot", "matmul", "einsum", "inner", "tensordot", "vdot"}
-
-
-def _array(check: str, value: Any, what: str) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise fail(check, f"{what} is a {type(value).__name__}, expected numbers",
-                   hint="return a NumPy array (or a float), not None or text.") from None
 
 
 def _tuple(check: str, got: Any, size: int, names: str) -> tuple:
@@ -87,14 +77,14 @@ def check_matmul_loops(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> bo
          rng.standard_normal((4, 1)), rng.standard_normal((1, 2))),
     ]
     for about, a, b in cases:
-        got = _array(name, call_learner(name, fn, a.copy(), b.copy()), f"the result for {about}")
+        got = as_array(name, call_learner(name, fn, a.copy(), b.copy()), f"the result for {about}")
         expected = a @ b  # (n, m)
         transposed = got.shape == expected.T.shape and got.shape != expected.shape
         expect_close(name, got, expected, what=f"A @ B for {about}", rtol=1e-9, atol=1e-12,
                      hint="your result is transposed: C has one row per row of A"
                      if transposed else hint)
     a, b = cases[1][1], cases[1][2]
-    got = _array(name, call_learner(name, fn, b.copy(), a.copy()), "B @ A")
+    got = as_array(name, call_learner(name, fn, b.copy(), a.copy()), "B @ A")
     expect_close(name, got, b @ a, what="B @ A (the arguments swapped)", rtol=1e-9,
                  atol=1e-12, hint="A @ B was right but B @ A is not: the loops must not "
                  "depend on which matrix comes first")
@@ -133,8 +123,8 @@ def check_power_iteration(fn: Callable[..., Any]) -> bool:
         want_v = vectors[:, top].real / np.linalg.norm(vectors[:, top].real)
         lam, v = _tuple(name, call_learner(name, fn, a.copy(), num_iters=500), 2,
                         "eigenvalue, eigenvector")
-        lam = _array(name, lam, f"the eigenvalue for {about}")
-        v = _array(name, v, f"the eigenvector for {about}")
+        lam = as_array(name, lam, f"the eigenvalue for {about}")
+        v = as_array(name, v, f"the eigenvector for {about}")
         if lam.shape == () and np.isclose(lam, -want_lam) and want_lam < 0:
             hint = ("you found |lambda| but lost its sign: ||A v|| is always positive. Use the "
                     "Rayleigh quotient lambda = v . (A v) with ||v|| = 1")
@@ -178,9 +168,9 @@ def check_pca_svd(fn: Callable[..., Any]) -> bool:
         want_c, want_var, want_mean = pca_svd(x, k)
         got = _tuple(name, call_learner(name, fn, x.copy(), k), 3,
                      "components, explained_variance, mean")
-        comps = _array(name, got[0], f"components for {about}")
-        var = _array(name, got[1], f"explained_variance for {about}")
-        mean = _array(name, got[2], f"mean for {about}")
+        comps = as_array(name, got[0], f"components for {about}")
+        var = as_array(name, got[1], f"explained_variance for {about}")
+        mean = as_array(name, got[2], f"mean for {about}")
         expect_close(name, mean, want_mean, what=f"the mean for {about}",
                      hint="the mean of every feature over the samples: x.mean(axis=0)")
         if comps.shape == want_c.T.shape and comps.shape != want_c.shape:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from slm_course.exercises.checking import call_learner, expect, expect_close, fail, passed
+from slm_course.exercises.checking import as_array, call_learner, expect, expect_close, fail, passed
 from slm_course.probability import gaussian_mle, log_softmax
 
 #: logits whose exp overflows (1000) or underflows (-1000) in float64
@@ -23,16 +23,6 @@ def _quietly(check: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Call the learner without NumPy's overflow warnings: the hint explains them instead."""
     with np.errstate(all="ignore"):
         return call_learner(check, fn, *args)
-
-
-def _array(check: str, value: Any, what: str) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise fail(check, f"{what} is a {type(value).__name__}, expected numbers",
-                   hint="return a NumPy array (or a float), not None or text.") from None
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -64,7 +54,7 @@ def check_log_softmax(fn: Callable[[np.ndarray], np.ndarray]) -> bool:
     """Check ``fn(logits) -> log-probabilities`` over the last axis; logits (..., C)."""
     name = "check_log_softmax"
     small = np.array([1.0, 2.0, 3.0])
-    got = _array(name, _quietly(name, fn, small.copy()), "log_softmax([1, 2, 3])")
+    got = as_array(name, _quietly(name, fn, small.copy()), "log_softmax([1, 2, 3])")
     expect_close(name, got, log_softmax(small), what="log_softmax([1., 2., 3.])",
                  hint=_name_the_mistake(got, {
                      "that is softmax itself: take its log, log p_i = x_i - logsumexp(x).":
@@ -76,7 +66,7 @@ def check_log_softmax(fn: Callable[[np.ndarray], np.ndarray]) -> bool:
                  }) or "log softmax(x)_i = x_i - log sum_j exp(x_j).")
 
     batch = np.random.default_rng(3).normal(scale=2.0, size=(4, 5))  # (N, C)
-    got = _array(name, _quietly(name, fn, batch.copy()), "log_softmax(batch)")
+    got = as_array(name, _quietly(name, fn, batch.copy()), "log_softmax(batch)")
     expected = log_softmax(batch, axis=-1)
     wrong_axis = {"each ROW is one distribution: reduce over the last axis (axis=-1) with "
                   "keepdims=True.": log_softmax(batch, axis=0),
@@ -86,7 +76,7 @@ def check_log_softmax(fn: Callable[[np.ndarray], np.ndarray]) -> bool:
                  hint=_name_the_mistake(got, wrong_axis)
                  or "reduce over axis=-1 with keepdims=True so (4, 1) broadcasts against (4, 5).")
 
-    got = _array(name, _quietly(name, fn, HUGE_LOGITS.copy()), "log_softmax(huge logits)")
+    got = as_array(name, _quietly(name, fn, HUGE_LOGITS.copy()), "log_softmax(huge logits)")
     if got.shape == HUGE_LOGITS.shape and not np.all(np.isfinite(got)):
         raise fail(name, "logits of +-1000 give non-finite log-probabilities",
                    expected=log_softmax(HUGE_LOGITS), got=got, hint=_non_finite_hint(got))
@@ -100,7 +90,7 @@ def check_log_softmax(fn: Callable[[np.ndarray], np.ndarray]) -> bool:
 
 def _cross_entropy_case(name: str, fn: Callable[..., Any], logits: np.ndarray,
                         targets: np.ndarray, label: str) -> None:
-    got = _array(name, _quietly(name, fn, logits.copy(), targets.copy()), label)
+    got = as_array(name, _quietly(name, fn, logits.copy(), targets.copy()), label)
     n = len(targets)
     logp = log_softmax(logits)  # (N, C)
     picked = logp[np.arange(n), targets]  # (N,)
@@ -141,7 +131,7 @@ def check_cross_entropy(fn: Callable[[np.ndarray, np.ndarray], float]) -> bool:
     _cross_entropy_case(name, fn, HUGE_LOGITS, np.array([2, 0]),
                         "cross_entropy with logits of +-1000")
     uniform = np.zeros((3, 5))
-    got = _array(name, _quietly(name, fn, uniform, np.array([0, 1, 4])), "uniform logits")
+    got = as_array(name, _quietly(name, fn, uniform, np.array([0, 1, 4])), "uniform logits")
     expect_close(name, got, np.log(5.0), what="cross_entropy of uniform logits over 5 classes",
                  hint="a uniform guess over C classes costs exactly log(C) nats.")
     return passed(name, "a batch, one example, logits of +-1000 and a uniform guess")
@@ -155,7 +145,7 @@ def _gaussian_case(name: str, fn: Callable[..., Any], x: np.ndarray, label: str)
     expect(name, isinstance(result, (tuple, list)) and len(result) == 2,
            f"{label}: expected a pair (mean, variance)", got=result,
            hint="end with `return mean, variance`.")
-    mean, variance = (_array(name, v, label) for v in result)
+    mean, variance = (as_array(name, v, label) for v in result)
     mu, var = gaussian_mle(x)
     expect_close(name, mean, mu, what=f"{label}: the mean", rtol=1e-9,
                  hint="the MLE of the mean is the sample average, sum(x) / N.")
