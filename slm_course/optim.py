@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
-from torch.optim.optimizer import ParamsT
+
+if TYPE_CHECKING:  # the name moved between torch versions; only type checkers need it
+    from torch.optim.optimizer import ParamsT
 
 
 def warmup_cosine_lr(step: int, *, max_lr: float, min_lr: float, warmup_steps: int,
@@ -182,7 +184,10 @@ class PerParameterOptimizer(torch.optim.Optimizer):
 
 
 class SGD(PerParameterOptimizer):
-    """Stochastic gradient descent with optional momentum; see :func:`sgd_update`.
+    """Stochastic gradient descent with optional momentum; see :func:`sgd_update`::
+
+        v = momentum * v + (grad + weight_decay * p);   p = p - lr * v
+        (Nesterov: p = p - lr * (grad + weight_decay * p + momentum * v))
 
     Matches ``torch.optim.SGD(params, lr, momentum, nesterov=..., weight_decay=...)``.
     """
@@ -195,7 +200,8 @@ class SGD(PerParameterOptimizer):
     def init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"velocity": torch.zeros_like(p)}
 
-    def update(self, p, grad, state, group):
+    def update(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
+               group: dict[str, Any]) -> torch.Tensor:
         p, state["velocity"] = sgd_update(p, grad, state["velocity"], lr=group["lr"],
                                           momentum=group["momentum"],
                                           nesterov=group["nesterov"],
@@ -204,7 +210,10 @@ class SGD(PerParameterOptimizer):
 
 
 class RMSProp(PerParameterOptimizer):
-    """RMSProp (Hinton, 2012); see :func:`rmsprop_update`.
+    """RMSProp (Hinton, 2012); see :func:`rmsprop_update`::
+
+        g = grad + weight_decay * p;   s = alpha * s + (1 - alpha) * g^2;
+        p = p - lr * g / (sqrt(s) + eps)
 
     Matches ``torch.optim.RMSprop(params, lr, alpha, eps, weight_decay)`` (no momentum,
     not centered).
@@ -217,7 +226,8 @@ class RMSProp(PerParameterOptimizer):
     def init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"square_avg": torch.zeros_like(p)}
 
-    def update(self, p, grad, state, group):
+    def update(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
+               group: dict[str, Any]) -> torch.Tensor:
         p, state["square_avg"] = rmsprop_update(p, grad, state["square_avg"], lr=group["lr"],
                                                 alpha=group["alpha"], eps=group["eps"],
                                                 weight_decay=group["weight_decay"])
@@ -225,7 +235,10 @@ class RMSProp(PerParameterOptimizer):
 
 
 class Adam(PerParameterOptimizer):
-    """Adam (Kingma & Ba, 2015); ``weight_decay`` is L2 added to the gradient.
+    """Adam (Kingma & Ba, 2015); ``weight_decay`` is L2 added to the gradient::
+
+        g = grad + weight_decay * p;   m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+        p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
     See :func:`adam_update`. Matches ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``.
     """
@@ -240,7 +253,8 @@ class Adam(PerParameterOptimizer):
     def init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"step": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)}
 
-    def update(self, p, grad, state, group):
+    def update(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any],
+               group: dict[str, Any]) -> torch.Tensor:
         state["step"] += 1
         beta1, beta2 = group["betas"]
         p, state["m"], state["v"] = adam_update(
@@ -254,8 +268,11 @@ class AdamW(Adam):
     """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
 
     Each step first shrinks every weight by the factor (1 - lr * weight_decay), whatever its
-    gradient history, then takes the Adam step on the loss gradient alone; see
-    :func:`adam_update`. Matches ``torch.optim.AdamW`` (same default ``weight_decay=0.01``).
+    gradient history, then takes the Adam step on the loss gradient alone::
+
+        p = p * (1 - lr * weight_decay);   then Adam with g = grad
+
+    See :func:`adam_update`. Matches ``torch.optim.AdamW`` (same default ``weight_decay=0.01``).
     """
 
     decoupled = True
