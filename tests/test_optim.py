@@ -260,3 +260,62 @@ def test_bad_hyperparameters_in_a_param_group_are_caught():
     params = _params()
     with pytest.raises(ValueError, match="AdamW: lr must be"):
         optim.AdamW([{"params": params[:2]}, {"params": params[2:], "lr": -1.0}])
+
+
+# ----------------------------------------------------------------------------- exercise checks
+
+def _adam(param, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, *, slip=None):
+    """A learner's Adam step, correct or with one classic slip."""
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad**2
+    tc = t + 1 if slip == "t+1" else t
+    m_hat, v_hat = (m, v) if slip == "no-bias" else (m / (1 - beta1**tc), v / (1 - beta2**tc))
+    denom = np.sqrt(v_hat + eps) if slip == "eps-inside" else np.sqrt(v_hat) + eps
+    new = param - lr * m_hat / denom
+    return (new, v, m) if slip == "swapped" else (new, m, v)
+
+
+def _adam_in_place(param, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    new, m_new, v_new = _adam(param, grad, m, v, t, lr, beta1, beta2, eps)
+    m[...], v[...] = m_new, v_new  # updates the caller's arrays
+    return new, m, v
+
+
+def test_adam_check_passes_a_correct_step_and_names_classic_slips():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage04 import check_adam_update
+
+    assert check_adam_update(_adam) is True
+    slips = {"no-bias": "left out the bias correction", "t+1": "uses t \\+ 1",
+             "eps-inside": "eps goes outside the square root", "swapped": "swapped"}
+    for slip, message in slips.items():
+        with pytest.raises(CheckFailed, match=message):
+            check_adam_update(lambda *a, slip=slip, **k: _adam(*a, **k, slip=slip))
+    with pytest.raises(CheckFailed, match="changed the m array"):
+        check_adam_update(_adam_in_place)
+
+
+def _schedule(step, max_lr, min_lr, warmup_steps, max_steps, slip=None):
+    if warmup_steps > max_steps and slip != "no-raise":
+        raise ValueError("warm-up longer than training")
+    if min_lr > max_lr and slip not in ("no-raise", "no-lr-check"):
+        raise ValueError("min_lr above max_lr")
+    if step < warmup_steps:
+        return max_lr * (step if slip == "step" else step + 1) / warmup_steps
+    if step >= max_steps and slip != "no-floor":
+        return min_lr
+    p = (step - warmup_steps) / (max_steps - warmup_steps)
+    return min_lr + (max_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def test_schedule_check_passes_a_correct_schedule_and_catches_slips():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage04 import check_warmup_cosine_lr
+
+    assert check_warmup_cosine_lr(_schedule) is True
+    slips = {"step": "(?s)lr at step 0 .*step \\+ 1", "no-floor": "from max_steps on",
+             "no-raise": "instead of raising ValueError",
+             "no-lr-check": "min_lr > max_lr .* instead of raising"}
+    for slip, message in slips.items():
+        with pytest.raises(CheckFailed, match=message):
+            check_warmup_cosine_lr(lambda *a, slip=slip, **k: _schedule(*a, **k, slip=slip))
