@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+_NOT_GIVEN = object()
 PASS_MARK = "✓"
 FAIL_MARK = "✗"
 
@@ -20,13 +21,13 @@ class CheckFailed(AssertionError):
     """An exercise check did not pass. The message is written for the learner."""
 
 
-def fail(check: str, problem: str, *, expected: Any = None, got: Any = None,
+def fail(check: str, problem: str, *, expected: Any = _NOT_GIVEN, got: Any = _NOT_GIVEN,
          hint: str = "") -> CheckFailed:
     """Build (not raise) a :class:`CheckFailed` with a uniform, readable message."""
     lines = [f"{FAIL_MARK} {check}: {problem}"]
-    if expected is not None:
+    if expected is not _NOT_GIVEN:
         lines.append(f"  expected: {_short(expected)}")
-    if got is not None:
+    if got is not _NOT_GIVEN:
         lines.append(f"  got:      {_short(got)}")
     if hint:
         lines.append(f"  hint: {hint}")
@@ -67,8 +68,8 @@ def expect_close(check: str, got: Any, expected: Any, *, what: str = "result",
                    expected=exp_arr, got=got_arr, hint=hint)
 
 
-def expect(check: str, condition: bool, problem: str, *, expected: Any = None,
-           got: Any = None, hint: str = "") -> None:
+def expect(check: str, condition: bool, problem: str, *, expected: Any = _NOT_GIVEN,
+           got: Any = _NOT_GIVEN, hint: str = "") -> None:
     """Raise :class:`CheckFailed` with ``problem`` unless ``condition`` holds."""
     if not condition:
         raise fail(check, problem, expected=expected, got=got, hint=hint)
@@ -90,6 +91,8 @@ def passed(check: str, detail: str = "") -> bool:
 
 
 def _as_array(value: Any) -> np.ndarray | None:
+    if value is None:  # np.asarray(None, float) would be nan, hiding a missing `return`
+        return None
     if hasattr(value, "detach"):  # a torch.Tensor, without importing torch here
         value = value.detach().cpu().numpy()
     try:
@@ -101,8 +104,10 @@ def _as_array(value: Any) -> np.ndarray | None:
 
 def _short(value: Any, limit: int = 300) -> str:
     arr = _as_array(value)
-    if arr is not None and arr.ndim > 0:
-        text = np.array2string(arr, precision=4, threshold=20, edgeitems=3)
-    else:
+    if arr is None:
         text = repr(value)
+    elif arr.ndim == 0:
+        text = f"{float(arr):.6g}"
+    else:
+        text = np.array2string(arr, precision=4, threshold=20, edgeitems=3)
     return text if len(text) <= limit else text[: limit - 3] + "..."
