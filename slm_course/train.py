@@ -372,7 +372,7 @@ def train(model: nn.Module, data: BatchSource, cfg: TrainConfig, *,
 def _train(model: nn.Module, data: BatchSource, cfg: TrainConfig, dd: Distributed,
            out_dir: Path | None, resume: bool, block_size: int, stop_at: int | None,
            callback: Callable[[dict[str, Any]], None] | None, t_start: float) -> TrainResult:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     device = _choose_device(cfg, dd)
     raw_model = model.to(device)
