@@ -3,9 +3,11 @@
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V
 
 where the mask M is 0 where a query may look and -inf where it may not (the future, for a
-causal mask; padding, for a padding mask). PyTorch's fused
-``torch.nn.functional.scaled_dot_product_attention`` computes the same thing faster; the
-tests prove the two equal.
+causal mask; padding, for a padding mask). Boolean masks here mean True = may attend, the
+convention of PyTorch's fused ``torch.nn.functional.scaled_dot_product_attention``, which
+computes the same thing faster; the tests prove the two equal. :func:`attention_loops` is
+the same computation one number at a time, the definition the matrix version must match.
+A query whose mask row is all False has nothing to attend to: its weights come out nan.
 """
 
 from __future__ import annotations

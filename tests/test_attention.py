@@ -130,3 +130,34 @@ def test_gradients_match_torch():
     theirs = torch.autograd.grad(expected.square().sum(), (q, k, v))
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b)
+
+
+# ---- the stage 12 exercise check: passes on a right answer, names the likely mistake ----
+
+def test_check_attention_weights_passes_a_right_answer_and_names_mistakes():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage12 import check_attention_weights
+
+    def fused(q, k, mask=None):  # an independent right answer: PyTorch's own kernel
+        eye = torch.eye(k.shape[-2], dtype=q.dtype).expand(*k.shape[:-2], -1, -1)
+        return F.scaled_dot_product_attention(q, k, eye, attn_mask=mask)
+
+    assert check_attention_weights(fused)
+
+    def unscaled(q, k, mask=None):
+        scores = q @ k.transpose(-2, -1)
+        return torch.softmax(scores if mask is None else scores.masked_fill(~mask, -math.inf),
+                             dim=-1)
+
+    def overflowing(q, k, mask=None):
+        e = torch.exp(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]))
+        e = e if mask is None else e * mask
+        return e / e.sum(-1, keepdim=True)
+
+    def stub(q, k, mask=None):
+        raise NotImplementedError()
+
+    for wrong, hint in ((unscaled, "divide the scores by sqrt"), (overflowing, "overflows"),
+                        (stub, "not implemented")):
+        with pytest.raises(CheckFailed, match=hint):
+            check_attention_weights(wrong)

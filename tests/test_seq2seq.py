@@ -148,10 +148,14 @@ def test_additive_attention_matches_the_formula():
 
 
 def test_loss_ignores_padding():
+    torch.manual_seed(0)
     logits = torch.randn(2, 3, VOCAB_SIZE)
     tgt = torch.tensor([[DIGIT0, EOS, PAD], [DIGIT0 + 1, DIGIT0, EOS]])
+    real = tgt != PAD
+    log_p = torch.log_softmax(logits, dim=-1).gather(-1, tgt[..., None]).squeeze(-1)
+    torch.testing.assert_close(seq2seq_loss(logits, tgt), -log_p[real].mean())  # 5 tokens
     changed = logits.clone()
-    changed[0, 2] += 100.0  # a wild prediction at a PAD position changes nothing
+    changed[0, 2] = 10 * torch.randn(VOCAB_SIZE)  # a wild prediction at PAD changes nothing
     torch.testing.assert_close(seq2seq_loss(changed, tgt), seq2seq_loss(logits, tgt))
 
 
@@ -179,3 +183,27 @@ def test_attention_model_learns_to_reverse(one_thread):
     assert sum(losses[-10:]) < 0.3 * sum(losses[:10])
     acc = accuracy_by_length(model, [3, 5], n=100)
     assert min(acc["token"]) > 0.85, acc
+
+
+# ---- the stage 12 exercise check: passes on a right answer, names the likely mistake ----
+
+def _loop_additive(s, h, W, U, v, mask, use_mask=True):
+    """Bahdanau attention one sentence and one position at a time (an independent answer)."""
+    contexts, weights = [], []
+    for b in range(h.shape[0]):
+        e = torch.stack([v @ torch.tanh(W @ s[b] + U @ h[b, j]) for j in range(h.shape[1])])
+        if use_mask:
+            e = e.masked_fill(~mask[b], float("-inf"))
+        a = torch.softmax(e, dim=0)
+        weights.append(a)
+        contexts.append(a @ h[b])
+    return torch.stack(contexts), torch.stack(weights)
+
+
+def test_check_additive_attention_passes_a_right_answer_and_catches_a_missing_mask():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage12 import check_additive_attention
+
+    assert check_additive_attention(_loop_additive)
+    with pytest.raises(CheckFailed, match="weights for padding"):
+        check_additive_attention(lambda *args: _loop_additive(*args, use_mask=False))

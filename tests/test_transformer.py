@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from slm_course.attention import padding_mask
@@ -283,3 +284,67 @@ def test_tiny_transformer_learns_to_reverse_short_strings(one_thread):
                               lr=1e-2, warmup=10)
     assert sum(losses[-10:]) / 10 < 0.2 * sum(losses[:10]) / 10
     assert digit_task_accuracy(model, length=4, task="reverse", n=200)["token"] > 0.9
+
+
+# ---- the stage 13 exercise checks: pass on a right answer, name the likely mistake ----
+
+def _torch_mha(x, w_qkv, b_qkv, w_out, b_out, n_head, causal=False):
+    """An independent right answer: nn.MultiheadAttention holding the given weights."""
+    C = x.shape[-1]
+    mha = nn.MultiheadAttention(C, n_head, batch_first=True, dtype=x.dtype)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(w_qkv)
+        mha.in_proj_bias.copy_(b_qkv)
+        mha.out_proj.weight.copy_(w_out)
+        mha.out_proj.bias.copy_(b_out)
+        T = x.shape[1]
+        blocked = torch.ones(T, T, dtype=torch.bool).triu(1) if causal else None
+        return mha(x, x, x, attn_mask=blocked, need_weights=False)[0]
+
+
+def test_check_multi_head_attention_passes_torch_and_names_mistakes():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage13 import check_multi_head_attention
+
+    torch.set_default_dtype(torch.float32)  # the check builds float32 cases
+    assert check_multi_head_attention(_torch_mha)
+    mistakes = {
+        "without the causal mask": lambda *a: _torch_mha(*a[:-1], causal=False),
+        "one wide head": lambda *a: _torch_mha(*a[:5], 1, a[6]),
+    }
+    for hint, wrong in mistakes.items():
+        with pytest.raises(CheckFailed, match=hint):
+            check_multi_head_attention(wrong)
+
+
+def test_check_sinusoidal_positions_passes_and_names_mistakes():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage13 import check_sinusoidal_positions
+
+    torch.set_default_dtype(torch.float32)
+
+    def blocks(n, d):  # all sines, then all cosines
+        pe = sinusoidal_positions(n, d)
+        return torch.cat([pe[:, 0::2], pe[:, 1::2]], dim=1)
+
+    assert check_sinusoidal_positions(sinusoidal_positions)
+    with pytest.raises(CheckFailed, match="interleave"):
+        check_sinusoidal_positions(blocks)
+
+
+def test_check_layer_norm_passes_torch_and_names_the_unbiased_variance():
+    from slm_course.exercises.checking import CheckFailed
+    from slm_course.exercises.stage13 import check_layer_norm
+
+    torch.set_default_dtype(torch.float32)
+
+    def torch_ln(x, gamma, beta, eps):
+        return F.layer_norm(x, x.shape[-1:], gamma, beta, eps)
+
+    def unbiased(x, gamma, beta, eps):
+        mean = x.mean(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps) * gamma + beta
+
+    assert check_layer_norm(torch_ln)
+    with pytest.raises(CheckFailed, match="biased variance"):
+        check_layer_norm(unbiased)
