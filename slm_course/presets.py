@@ -45,11 +45,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "(target: validation loss <= 1.88 nats/char)",
            _CHAR_CPU_MODEL, _CHAR_CPU_TRAIN),
     Preset("shakespeare-char-cpu-fast",
-           "same model and wall-clock budget as shakespeare-char-cpu, tuned for a small shared "
-           "CPU: one PyTorch thread, a higher learning rate, fewer, larger batches",
-           _CHAR_CPU_MODEL,
-           replace(_CHAR_CPU_TRAIN, num_threads=1, batch_size=24, max_steps=1200, lr=2e-3,
-                   min_lr=2e-4, warmup_steps=50, eval_interval=200)),
+           "a lower validation loss than shakespeare-char-cpu in the same CPU time: one "
+           "PyTorch thread, a 5x higher learning rate, width 96, 2500 steps of 16 windows",
+           {**_CHAR_CPU_MODEL, "n_embd": 96},
+           replace(_CHAR_CPU_TRAIN, num_threads=1, batch_size=16, max_steps=2500, lr=5e-3,
+                   min_lr=5e-4)),
     Preset("shakespeare-char-gpu",
            "nanoGPT's baby GPT on a GPU: 6 layers x 384 wide, 256 characters of context, "
            "5000 steps (about 1.47 nats/char)",

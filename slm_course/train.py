@@ -453,7 +453,7 @@ def _train(model: nn.Module, data: BatchSource, cfg: TrainConfig, dd: Distribute
 
     if start == 0:
         evaluate(0)  # the loss of the untrained model: about ln(vocab_size)
-    end = cfg.max_steps if stop_at is None else min(stop_at, cfg.max_steps)
+    end = cfg.max_steps if stop_at is None else max(start, min(stop_at, cfg.max_steps))
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and dd.is_main),
                desc="train", unit="step", dynamic_ncols=True)
     saved: Path | None = None
