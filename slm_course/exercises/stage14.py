@@ -1,19 +1,18 @@
-"""Checks for stage 14 (GPT): the sampling filters and the learning-rate schedule.
+"""Checks for stage 14 (GPT): the top-k and top-p sampling filters.
 
-Each check compares the learner's function with the reference in ``slm_course.generate``
-and ``slm_course.optim`` on several cases, edge cases included.
+Each check compares the learner's filter with the reference in ``slm_course.generate`` on
+several cases, edge cases included. The schedule exercise of stage 14 reuses
+``slm_course.exercises.stage04.check_warmup_cosine_lr``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
 from slm_course.exercises.checking import call_learner, expect, expect_close, passed
 from slm_course.generate import top_k_filter, top_p_filter
-from slm_course.optim import warmup_cosine_lr
 
 
 def _distinct_logits(batch: int, vocab: int, seed: int) -> torch.Tensor:
@@ -70,33 +69,3 @@ def check_top_p_filter(fn: Callable) -> bool:
                        "of the tokens ranked *above* it is still < p, so the token that "
                        "crosses p is kept and the most likely token always is")
     return passed(name, f"{len(cases)} cases, including a tiny p (keeps only the top token)")
-
-
-def check_warmup_cosine_lr(fn: Callable) -> bool:
-    """Check ``fn(step, *, max_lr, min_lr, warmup_steps, max_steps) -> float``."""
-    name = "check_warmup_cosine_lr"
-    settings = [dict(max_lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=100),
-                dict(max_lr=6e-4, min_lr=0.0, warmup_steps=0, max_steps=50),
-                dict(max_lr=1.0, min_lr=0.1, warmup_steps=5, max_steps=5)]
-    for kw in settings:
-        steps = list(range(0, kw["max_steps"] + 20))
-        got = [call_learner(name, fn, s, **kw) for s in steps]
-        expect(name, all(isinstance(v, float | int) and math.isfinite(v) for v in got),
-               "return a finite number for every step", got=got[:5],
-               hint="return a Python float, e.g. max_lr * (step + 1) / warmup_steps")
-        expected = [warmup_cosine_lr(s, **kw) for s in steps]
-        bad = next((s for s, g, e in zip(steps, got, expected, strict=True)
-                    if not math.isclose(g, e, rel_tol=1e-9, abs_tol=1e-12)), None)
-        if bad is not None:
-            phase = ("warm-up" if bad < kw["warmup_steps"] else
-                     "cosine decay" if bad < kw["max_steps"] else "after max_steps")
-            expect_close(name, got[bad], expected[bad], what=f"lr at step {bad} ({phase}) "
-                         f"with {kw}", hint={
-                             "warm-up": "warm up linearly to max_lr: max_lr * (step + 1) / "
-                                        "warmup_steps, so step warmup_steps - 1 is max_lr",
-                             "cosine decay": "progress = (step - warmup_steps) / (max_steps - "
-                                             "warmup_steps); lr = min_lr + (max_lr - min_lr) * "
-                                             "0.5 * (1 + cos(pi * progress))",
-                             "after max_steps": "after max_steps the rate stays at min_lr",
-                         }[phase])
-    return passed(name, f"{len(settings)} schedules, with and without warm-up")
