@@ -31,6 +31,15 @@ from slm_course.attention import scaled_dot_product_attention
 ATTENTION_PATHS = ("fast", "explicit")
 
 
+def config_from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
+    """Build the dataclass ``cls`` from a dict; an unknown key is an error naming the valid ones."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(valid)}")
+    return cls(**data)
+
+
 @dataclass
 class GPTConfig:
     """The shape of a GPT. ``vocab_size`` must match the tokenizer the model is trained with."""
@@ -67,11 +76,7 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
         """Rebuild from ``to_dict()``; an unknown key is an error that lists the valid ones."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"unknown GPTConfig keys {unknown}; valid keys: {sorted(valid)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 def check_vocab(config: GPTConfig, vocab_size: int, what: str = "the tokenizer") -> None:

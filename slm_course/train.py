@@ -28,7 +28,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from slm_course.device import pick_device
-from slm_course.gpt import GPT, GPTConfig, check_vocab
+from slm_course.gpt import GPT, GPTConfig, check_vocab, config_from_dict
 from slm_course.optim import warmup_cosine_lr
 from slm_course.seeding import seed_everything
 
@@ -103,11 +103,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; valid keys: {sorted(valid)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 class BatchSource(Protocol):

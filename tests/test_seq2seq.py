@@ -19,15 +19,6 @@ from slm_course.seq2seq import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread than on threads fighting for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fields(batch):
     return batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out
 

@@ -265,13 +265,6 @@ def test_bad_inputs_are_clear_errors():
         sinusoidal_positions(4, 7)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread than on threads fighting for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_tiny_transformer_learns_to_reverse_short_strings(one_thread):
