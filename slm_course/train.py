@@ -176,6 +176,39 @@ def estimate_loss(model: nn.Module, batches: list[tuple[torch.Tensor, ...]],
     return total / len(batches)
 
 
+@torch.no_grad()
+def split_loss(model: nn.Module, tokens: torch.Tensor, block_size: int,
+               batch_size: int = 64, device: torch.device | str | None = None) -> float:
+    """The loss on a whole split, with no sampling noise: cut ``tokens`` into consecutive
+    windows of ``block_size`` + 1 tokens (the last token of a window starts the next) and
+    average over every predicted token,
+
+        L = -(1/N) sum_i log p(t_{i+1} | the tokens since the start of t_i's window).
+
+    Each context length 1..block_size appears equally often, as in random windows, so this
+    is the exact value that :func:`estimate_loss` estimates from a few random batches.
+    """
+    n_windows = (len(tokens) - 1) // block_size
+    if n_windows < 1:
+        raise ValueError(f"the split has {len(tokens)} tokens, fewer than block_size + 1 = "
+                         f"{block_size + 1}")
+    used = n_windows * block_size
+    x_all = tokens[:used].view(n_windows, block_size)  # (W, T)
+    y_all = tokens[1:used + 1].view(n_windows, block_size)  # (W, T)
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for i in range(0, n_windows, batch_size):
+            x, y = x_all[i:i + batch_size].to(device), y_all[i:i + batch_size].to(device)
+            _, loss = model(x, y)  # mean over the batch's tokens
+            total += float(loss) * y.numel()
+    finally:
+        model.train(was_training)
+    return total / used
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +460,7 @@ def _train(model: nn.Module, data: BatchSource, cfg: TrainConfig, dd: Distribute
                  "val_loss": estimate_loss(raw_model, eval_batches["val"], autocast, device)}
         history.append(entry)
         if dd.is_main:
-            _log(out_dir, {"kind": "eval", **entry})
+            log_event(out_dir, {"kind": "eval", **entry})
             if callback is not None:
                 callback({"kind": "eval", **entry})
 
@@ -488,7 +521,7 @@ def _train(model: nn.Module, data: BatchSource, cfg: TrainConfig, dd: Distribute
                 if dd.is_main:
                     event = {"kind": "step", "step": done, "loss": loss_value, "lr": lr,
                              "tokens_per_second": tok_s}
-                    _log(out_dir, event)
+                    log_event(out_dir, event)
                     if callback is not None:
                         callback(event)
             if eval_now:
@@ -531,7 +564,8 @@ def _check_resumable(ckpt: dict[str, Any], model: nn.Module, tokenizer_dict: Any
                          f"resume with the checkpoint's tokenizer (run_training does this)")
 
 
-def _log(out_dir: Path | None, event: dict[str, Any]) -> None:
+def log_event(out_dir: Path | None, event: dict[str, Any]) -> None:
+    """Append ``event`` as one JSON line to ``out_dir/log.jsonl`` (nothing if out_dir is None)."""
     if out_dir is None:
         return
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slm_course.gpt import GPTConfig
-    from slm_course.train import CHECKPOINT_NAME, run_training
+    from slm_course.train import CHECKPOINT_NAME, log_event, run_training, split_loss
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     if args.list:
@@ -74,8 +74,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"step {entry['step']:>6}: train {entry['train_loss']:.4f}  "
                   f"val {entry['val_loss']:.4f}")
         print(f"final validation loss {result.final_val_loss:.4f} nats/token after "
-              f"{result.step} steps; {result.seconds:.1f} s wall, "
-              f"{result.tokens_per_second:,.0f} tokens/s")
+              f"{result.step} steps ({cfg.eval_batches} fixed batches); "
+              f"{result.seconds:.1f} s wall, {result.tokens_per_second:,.0f} tokens/s")
+        if result.step == cfg.max_steps:  # the number to report: no sampling noise
+            full = split_loss(model, data.val, model.config.block_size, cfg.batch_size)
+            log_event(out, {"kind": "final", "step": result.step, "val_loss_full_split": full,
+                            "val_tokens": len(data.val)})
+            print(f"validation loss on the whole validation split ({len(data.val):,} tokens): "
+                  f"{full:.4f} nats/token")
         print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
               f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
     return 0

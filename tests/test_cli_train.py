@@ -1,12 +1,14 @@
 """``slm-course train`` and ``slm-course sample`` end to end on a tiny corpus, the presets,
 and the typed ``--key=value`` overrides."""
 
+import json
+
 import pytest
 import torch
 
 from slm_course.cli import main
 from slm_course.presets import PRESETS, apply_overrides, get_preset, parse_overrides
-from slm_course.train import CHECKPOINT_NAME, load_checkpoint
+from slm_course.train import CHECKPOINT_NAME, LOG_NAME, load_checkpoint
 
 TEXT = "".join(f"{w}\n" for i in range(300) for w in ("ROMEO: to be", "JULIET: or not",
                                                       f"NURSE: {i % 9} is that"))
@@ -47,7 +49,11 @@ def test_refuses_to_overwrite_and_resumes_on_request(trained, capsys):
     after = load_checkpoint(out / CHECKPOINT_NAME)
     assert after["step"] == 18
     assert torch.equal(after["losses"][:12], before["losses"]), "resume continues the run"
-    assert "final validation loss" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "final validation loss" in printed and "whole validation split" in printed
+    final = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()][-1]
+    assert final["kind"] == "final" and final["step"] == 18
+    assert 0 < final["val_loss_full_split"] < 10
 
 
 def test_sample_continues_the_prompt_reproducibly(trained, capsys):

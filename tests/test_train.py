@@ -19,6 +19,7 @@ from slm_course.train import (
     load_model,
     param_groups,
     perplexity,
+    split_loss,
     train,
 )
 
@@ -151,6 +152,56 @@ def test_estimate_loss_uses_eval_mode_and_restores_training_mode(data):
     assert a == b, "dropout must be off during evaluation"
     assert model.training
     assert perplexity(math.log(65)) == pytest.approx(65)
+
+
+def test_split_loss_is_the_mean_over_every_predicted_token(data):
+    """Oracle: cross-entropy summed by hand over consecutive windows, divided by the count."""
+    model = small_model(data.vocab_size, dropout=0.5).train()
+    T, tokens = 16, data.val
+    n = (len(tokens) - 1) // T
+    total = 0.0
+    with torch.no_grad():
+        model.eval()
+        for w in range(n):
+            x = tokens[w * T:(w + 1) * T][None]  # (1, T)
+            y = tokens[w * T + 1:(w + 1) * T + 1]  # (T,)
+            logits, _ = model(x)
+            total += torch.nn.functional.cross_entropy(logits[0], y, reduction="sum").item()
+        model.train()
+    got = split_loss(model, tokens, T, batch_size=3)  # a last batch smaller than the others
+    assert got == pytest.approx(total / (n * T), rel=1e-5)
+    assert model.training, "split_loss must restore training mode"
+    assert split_loss(model, tokens, T, batch_size=n) == pytest.approx(got, rel=1e-5)
+    with pytest.raises(ValueError, match="fewer than block_size"):
+        split_loss(model, tokens[:T], T)
+
+
+def test_train_equals_a_plain_nanogpt_style_loop(data):
+    """Oracle for the whole loop: the textbook loop (forward, backward, clip, AdamW with two
+    groups, schedule) on the same start weights and batches gives bit-identical losses."""
+    cfg = small_cfg(max_steps=15, eval_interval=15)
+    ours, ref = small_model(data.vocab_size, seed=3), small_model(data.vocab_size, seed=3)
+    result = train(ours, data, cfg)
+    g = torch.Generator().manual_seed(cfg.seed)  # train() draws its batches from this stream
+    decay = [p for p in ref.parameters() if p.dim() >= 2]
+    rest = [p for p in ref.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    losses = []
+    for step in range(cfg.max_steps):
+        for group in opt.param_groups:
+            group["lr"] = warmup_cosine_lr(step, max_lr=cfg.lr, min_lr=cfg.min_lr,
+                                           warmup_steps=cfg.warmup_steps,
+                                           max_steps=cfg.max_steps)
+        x, y = data.get_batch("train", cfg.batch_size, 16, g)
+        _, loss = ref(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+    assert torch.equal(result.losses, torch.tensor(losses))
 
 
 # ----- checkpoints and exact resume ------------------------------------------------------------
