@@ -21,7 +21,7 @@ import torch
 
 from slm_course.lm_data import prepare_lm_data
 from slm_course.presets import apply_overrides, get_preset, parse_overrides
-from slm_course.train import run_training
+from slm_course.train import run_training, split_loss
 
 
 def peak_memory_bytes(device: str) -> tuple[int, str]:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                            seconds=time.perf_counter() - start)
 
     model, result, _ = run_training(preset.model, cfg, callback=on_event, data=data)
-    memory, how = peak_memory_bytes(result.extra["device"])
+    memory, how = peak_memory_bytes(result.extra["device"])  # before the full-split evaluation
+    full_val = split_loss(model, data.val, model.config.block_size, cfg.batch_size)
     block = model.config.block_size
     print(f"preset {preset.name}: {model.num_params() / 1e6:.2f}M parameters, "
           f"{cfg.batch_size} x {block} tokens a step, {result.step} steps")
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"validation loss <= {args.target_val_loss}: not reached "
               f"(final {result.final_val_loss:.3f})")
+    print(f"final validation loss: {result.final_val_loss:.4f} on {cfg.eval_batches} fixed "
+          f"batches, {full_val:.4f} on the whole validation split")
     print(f"peak memory: {memory / 2**20:,.0f} MiB ({how})")
     return 0
 
