@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
               f"{result.seconds:.1f} s wall, {result.tokens_per_second:,.0f} tokens/s")
         if result.step == cfg.max_steps:  # the number to report: no sampling noise
             full = split_loss(model, data.val, model.config.block_size, cfg.batch_size)
+            per_char = full / data.chars_per_token("val")  # nats/token -> nats/character
             log_event(out, {"kind": "final", "step": result.step, "val_loss_full_split": full,
-                            "val_tokens": len(data.val)})
+                            "val_loss_per_char": per_char, "val_tokens": len(data.val)})
             print(f"validation loss on the whole validation split ({len(data.val):,} tokens): "
-                  f"{full:.4f} nats/token")
+                  f"{full:.4f} nats/token = {per_char:.4f} nats/character")
         print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
               f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
     return 0

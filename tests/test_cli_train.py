@@ -54,6 +54,7 @@ def test_refuses_to_overwrite_and_resumes_on_request(trained, capsys):
     final = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()][-1]
     assert final["kind"] == "final" and final["step"] == 18
     assert 0 < final["val_loss_full_split"] < 10
+    assert final["val_loss_per_char"] == final["val_loss_full_split"], "1 character per token"
 
 
 def test_sample_continues_the_prompt_reproducibly(trained, capsys):
