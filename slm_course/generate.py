@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from slm_course.eval_mode import evaluating
+
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Set every logit below the k-th largest of its row to -inf. logits: (B, V)."""
@@ -69,15 +71,11 @@ def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *,
     if idx.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token to start from")
     block_size = model.config.block_size
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -block_size:]  # (B, <=block_size)
             logits, _ = model(idx_cond)  # (B, t, V)
             next_id = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k,
                                   top_p=top_p, generator=generator)  # (B, 1)
             idx = torch.cat([idx, next_id.to(idx.device)], dim=1)
-    finally:
-        model.train(was_training)
     return idx

@@ -38,6 +38,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from slm_course.device import pick_device
+from slm_course.eval_mode import evaluating
 from slm_course.gpt import GPT, GPTConfig, check_vocab, config_from_dict
 from slm_course.optim import warmup_cosine_lr
 from slm_course.seeding import seed_everything
@@ -161,18 +162,14 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device
 def estimate_loss(model: nn.Module, batches: list[tuple[torch.Tensor, ...]],
                   autocast: Any = None, device: torch.device | None = None) -> float:
     """Mean loss over ``batches`` with dropout off; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
     total = 0.0
-    try:
+    with evaluating(model):
         for batch in batches:
             if device is not None:
                 batch = tuple(t.to(device) for t in batch)
             with autocast or nullcontext():
                 _, loss = model(*batch)
             total += float(loss)
-    finally:
-        model.train(was_training)
     return total / len(batches)
 
 
@@ -196,16 +193,12 @@ def split_loss(model: nn.Module, tokens: torch.Tensor, block_size: int,
     x_all = tokens[:used].view(n_windows, block_size)  # (W, T)
     y_all = tokens[1:used + 1].view(n_windows, block_size)  # (W, T)
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total = 0.0
-    try:
+    with evaluating(model):
         for i in range(0, n_windows, batch_size):
             x, y = x_all[i:i + batch_size].to(device), y_all[i:i + batch_size].to(device)
             _, loss = model(x, y)  # mean over the batch's tokens
             total += float(loss) * y.numel()
-    finally:
-        model.train(was_training)
     return total / used
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from slm_course.eval_mode import evaluating
 from slm_course.gpt import GPT, GPTConfig
 from slm_course.lm_data import LMData, build_tokenizer, split_text
 from slm_course.optim import warmup_cosine_lr
@@ -152,6 +153,16 @@ def test_estimate_loss_uses_eval_mode_and_restores_training_mode(data):
     assert a == b, "dropout must be off during evaluation"
     assert model.training
     assert perplexity(math.log(65)) == pytest.approx(65)
+
+
+def test_evaluating_restores_the_mode_even_after_an_error():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5))
+    for mode in (True, False):
+        model.train(mode)
+        with pytest.raises(RuntimeError, match="boom"), evaluating(model):
+            assert not model.training
+            raise RuntimeError("boom")
+        assert model.training is mode
 
 
 def test_split_loss_is_the_mean_over_every_predicted_token(data):
