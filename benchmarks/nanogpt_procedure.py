@@ -27,10 +27,10 @@ import time
 
 import torch
 
+from slm_course.cli.presets import get_preset
 from slm_course.gpt import GPT, GPTConfig
-from slm_course.lm_data import prepare_lm_data
-from slm_course.presets import get_preset
-from slm_course.train import param_groups, split_loss
+from slm_course.lm_data import prepare_lm_data, split_loss
+from slm_course.train import param_groups
 
 
 def nanogpt_lr(it: int, lr: float, min_lr: float, warmup: int, decay_iters: int) -> float:

@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from slm_course.lm_data import prepare_lm_data
-from slm_course.presets import apply_overrides, get_preset, parse_overrides
-from slm_course.train import run_training, split_loss
+from slm_course.cli.presets import apply_overrides, get_preset, parse_overrides
+from slm_course.cli.runs import run_training
+from slm_course.lm_data import prepare_lm_data, split_loss
 
 
 def peak_memory_bytes(device: str) -> tuple[int, str]:
@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     reached: dict[str, float] = {}
     start = time.perf_counter()
 
-    def on_event(event: dict) -> None:
-        if event["kind"] == "eval" and "val_loss" not in reached \
-                and event["val_loss"] <= args.target_val_loss:
-            reached.update(val_loss=event["val_loss"], step=event["step"],
+    def on_eval(kind: str, state) -> None:
+        if kind == "eval" and "val_loss" not in reached \
+                and state.history[-1]["val_loss"] <= args.target_val_loss:
+            reached.update(val_loss=state.history[-1]["val_loss"], step=state.step,
                            seconds=time.perf_counter() - start)
 
-    model, result, _ = run_training(preset.model, cfg, callback=on_event, data=data)
+    model, result, _ = run_training(preset.model, cfg, callbacks=[on_eval], data=data)
     memory, how = peak_memory_bytes(result.extra["device"])  # before the full-split evaluation
     full_val = split_loss(model, data.val, model.config.block_size, cfg.batch_size)
     block = model.config.block_size
@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"data + tokenizer: {prep_seconds:.1f} s")
-    print(f"training: {result.tokens_per_second:,.0f} tokens/s "
-          f"({1000 * cfg.batch_size * block / result.tokens_per_second:.1f} ms a step, "
-          f"evaluation excluded); {result.seconds:.1f} s wall, "
+    tok_s = result.extra["tokens_per_second"]
+    print(f"training: {tok_s:,.0f} tokens/s "
+          f"({1000 * cfg.batch_size * block / tok_s:.1f} ms a step, "
+          f"evaluation excluded); {result.extra['seconds']:.1f} s wall, "
           f"{result.extra['cpu_seconds']:.1f} s CPU")
     if reached:
         print(f"validation loss <= {args.target_val_loss}: reached {reached['val_loss']:.3f} at "

@@ -14,6 +14,8 @@ why every rule adds (``+=``) rather than assigns.
 Unlike micrograd, ``_backward`` receives the upstream gradient as an argument instead of
 reading ``out.grad``: the closure then does not refer to ``out``, so there is no reference
 cycle out -> _backward -> out, and Python frees a graph the moment it is no longer used.
+
+Stage 02: calculus and autograd.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """A tiny neural-network library on top of the scalar :class:`~slm_course.autograd.Value`.
 
-    Neuron:  y = act(w . x + b)          w: (n_inputs,), b: scalar
-    Layer:   n_outputs Neurons that read the same inputs        (n_inputs,) -> (n_outputs,)
-    MLP:     Layers in sequence; the last one is linear (it outputs raw scores)
+    Neuron:       y = act(w . x + b)          w: (n_inputs,), b: scalar
+    NeuronLayer:  n_outputs Neurons that read the same inputs   (n_inputs,) -> (n_outputs,)
+    ValueMLP:     NeuronLayers in sequence; the last one is linear (it outputs raw scores)
 
 Everything is a Value, so ``loss.backward()`` fills ``p.grad`` for every parameter ``p``.
 It is slow (one Python object per multiply) and exists to be read, not to train real models.
+The names say "Value" and "Neuron" because the NumPy layers of stage 05 (``numpy_nn``) and
+the transformer's MLP (stage 13) are other ideas with other shapes.
+
+Stage 02: calculus and autograd.
 """
 
 from __future__ import annotations
@@ -35,18 +39,12 @@ class Module:
 
 
 class Neuron(Module):
-    """y = act(sum_i w_i x_i + b), with w_i ~ U(-a, a) and b = 0.
-
-    a = sqrt(6 / n_inputs) for relu (He init) and sqrt(3 / n_inputs) otherwise (variance
-    1 / n_inputs), so that w . x neither shrinks nor blows up as layers are stacked.
-    """
+    """y = act(sum_i w_i x_i + b), with b = 0 and w_i ~ U(-a, a), a = sqrt(6 / n_inputs) for
+    relu (He init), sqrt(3 / n_inputs) otherwise: w . x keeps its scale as layers stack."""
 
     def __init__(self, n_inputs: int, activation: str = "relu",
                  rng: random.Random | None = None) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if n_inputs < 1:
-            raise ValueError(f"a neuron needs at least one input, got n_inputs={n_inputs}")
+        _check_neuron(n_inputs, activation)
         rng = rng or random.Random(0)
         bound = (6.0 if activation == "relu" else 3.0) ** 0.5 / n_inputs**0.5
         self.w = [Value(rng.uniform(-bound, bound)) for _ in range(n_inputs)]
@@ -54,8 +52,7 @@ class Neuron(Module):
         self.activation = activation
 
     def __call__(self, x: Sequence[Value | Number]) -> Value:
-        if len(x) != len(self.w):
-            raise ValueError(f"this neuron takes {len(self.w)} inputs, got {len(x)}")
+        _check_inputs(x, len(self.w))
         z = sum((wi * xi for wi, xi in zip(self.w, x, strict=True)), self.b)  # w . x + b
         if self.activation == "tanh":
             return z.tanh()
@@ -70,7 +67,7 @@ class Neuron(Module):
         return f"Neuron({len(self.w)}, {self.activation})"
 
 
-class Layer(Module):
+class NeuronLayer(Module):
     """n_outputs independent Neurons applied to the same input vector."""
 
     def __init__(self, n_inputs: int, n_outputs: int, activation: str = "relu",
@@ -86,24 +83,24 @@ class Layer(Module):
 
     def __repr__(self) -> str:
         first = self.neurons[0]
-        return f"Layer({len(first.w)} -> {len(self.neurons)}, {first.activation})"
+        return f"NeuronLayer({len(first.w)} -> {len(self.neurons)}, {first.activation})"
 
 
-class MLP(Module):
-    """A multi-layer perceptron: hidden layers with ``activation``, then a linear layer.
+class ValueMLP(Module):
+    """A multi-layer perceptron of Values: hidden layers with ``activation``, then a linear one.
 
-    ``MLP(2, [16, 16, 1])`` maps 2 inputs through two relu layers of 16 to 1 raw score.
+    ``ValueMLP(2, [16, 16, 1])`` maps 2 inputs through two relu layers of 16 to 1 raw score.
     A single output is returned as a Value; several as a list of Values.
     """
 
     def __init__(self, n_inputs: int, layer_sizes: Sequence[int], activation: str = "relu",
                  seed: int = 0) -> None:
         if not layer_sizes:
-            raise ValueError("give at least one layer size, e.g. MLP(2, [16, 1])")
+            raise ValueError("give at least one layer size, e.g. ValueMLP(2, [16, 1])")
         rng = random.Random(seed)
         sizes = [n_inputs, *layer_sizes]
         last = len(layer_sizes) - 1
-        self.layers = [Layer(sizes[i], sizes[i + 1], "linear" if i == last else activation, rng)
+        self.layers = [NeuronLayer(sizes[i], sizes[i + 1], "linear" if i == last else activation, rng)
                        for i in range(len(layer_sizes))]
 
     def __call__(self, x: Sequence[Value | Number]) -> Value | list[Value]:
@@ -132,7 +129,7 @@ class MLP(Module):
         return h[:, 0] if h.shape[1] == 1 else h
 
     def __repr__(self) -> str:
-        return f"MLP({', '.join(map(repr, self.layers))})"
+        return f"ValueMLP({', '.join(map(repr, self.layers))})"
 
 
 def hinge_loss(scores: Sequence[Value], labels: Sequence[int]) -> Value:
@@ -161,18 +158,15 @@ def accuracy(scores: Sequence[Value | float] | np.ndarray, labels: Sequence[int]
     return float(np.mean(np.where(s > 0, 1, -1) == y))
 
 
-def fit(model: MLP, X: np.ndarray, y: np.ndarray, steps: int, lr: float = 1.0,
-        alpha: float = 1e-4, batch_size: int | None = None, seed: int = 0) -> list[float]:
+def fit_hinge(model: ValueMLP, X: np.ndarray, y: np.ndarray, steps: int, lr: float = 1.0,
+              alpha: float = 1e-4, batch_size: int | None = None, seed: int = 0) -> list[float]:
     """Train ``model`` by gradient descent on hinge loss + L2 penalty; return the losses.
 
     Each step: (mini)batch forward -> loss -> ``zero_grad`` -> ``backward`` -> p -= lr * grad.
     The learning rate decays linearly from ``lr`` to ``0.1 * lr``. X: (N, 2), y: (N,) in
     {-1, +1}. ``batch_size=None`` uses every point at every step.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
-    if X.ndim != 2 or len(X) != len(y):
-        raise ValueError(f"X must be (N, features) and y (N,), got {X.shape} and {y.shape}")
+    X, y = _as_dataset(X, y)
     rng = np.random.default_rng(seed)
     losses = []
     with _cycle_collector_paused():
@@ -188,6 +182,25 @@ def fit(model: MLP, X: np.ndarray, y: np.ndarray, steps: int, lr: float = 1.0,
                 p.data -= step_lr * p.grad
             losses.append(loss.data)
     return losses
+
+
+def _check_neuron(n_inputs: int, activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if n_inputs < 1:
+        raise ValueError(f"a neuron needs at least one input, got n_inputs={n_inputs}")
+
+
+def _check_inputs(x: Sequence[Value | Number], n_inputs: int) -> None:
+    if len(x) != n_inputs:
+        raise ValueError(f"this neuron takes {n_inputs} inputs, got {len(x)}")
+
+
+def _as_dataset(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be (N, features) and y (N,), got {X.shape} and {y.shape}")
+    return X, y
 
 
 @contextmanager

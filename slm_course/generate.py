@@ -7,13 +7,15 @@ At each step the model gives logits z over the vocabulary for the next token and
     x_next ~ p.
 
 T < 1 sharpens the distribution (T -> 0 is greedy), T > 1 flattens it.
+
+Stage 14: GPT, the small language model.
 """
 
 from __future__ import annotations
 
 import torch
 
-from slm_course.eval_mode import evaluating
+from slm_course.helpers.eval_mode import evaluating
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:

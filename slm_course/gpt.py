@@ -10,34 +10,31 @@ Given token ids x_1..x_T the model returns logits for every next token,
 
 and, with targets y, the loss  L = -(1 / B T) sum_{b,t} log softmax(logits_{b,t})[y_{b,t}].
 
-The layout follows nanoGPT's ``model.py`` (so its names ``c_attn``, ``c_proj``, ``wte``... are
-the GPT-2 ones). Attention runs through PyTorch's fused ``F.scaled_dot_product_attention``;
+The blocks are stage 13's: :class:`slm_course.transformer.Block` with its
+``MultiHeadAttention``, ``MLP`` and ``LayerNorm``. This module adds only the causal language
+model around them: the config, token and position embeddings, weight tying, GPT-2's
+initialisation and the loss. The layout and names are nanoGPT's ``model.py``, which are
+GPT-2's (``transformer.wte``, ``transformer.h.0.attn.c_attn``, ``lm_head``, ...), so the
+keys of a Hugging Face ``GPT2LMHeadModel`` state dict map one to one onto ours (stage 17).
+Attention runs through PyTorch's fused ``F.scaled_dot_product_attention``;
 ``GPTConfig(attention="explicit")`` switches to the readable
 ``slm_course.attention.scaled_dot_product_attention`` and the tests prove the two equal.
+
+Stage 14: GPT, the small language model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from slm_course.attention import scaled_dot_product_attention
-
-ATTENTION_PATHS = ("fast", "explicit")
-
-
-def config_from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
-    """Build the dataclass ``cls`` from a dict; an unknown key is an error naming the valid ones."""
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(valid)}")
-    return cls(**data)
+from slm_course.helpers.configs import config_from_dict
+from slm_course.seq2seq import sequence_loss
+from slm_course.transformer import Block, LayerNorm, check_attention_path
 
 
 @dataclass
@@ -66,9 +63,7 @@ class GPTConfig:
                 f"divides {self.n_embd}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.attention not in ATTENTION_PATHS:
-            raise ValueError(f"GPTConfig.attention must be one of {ATTENTION_PATHS}, "
-                             f"got {self.attention!r}")
+        check_attention_path(self.attention)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,67 +83,6 @@ def check_vocab(config: GPTConfig, vocab_size: int, what: str = "the tokenizer")
             f"use the tokenizer the model was trained with")
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention: y = concat_h softmax(Q_h K_h^T / sqrt(d) + M) V_h W_o."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.n_head = config.n_head
-        self.dropout = config.dropout
-        self.explicit = config.attention == "explicit"
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # W_o
-        self.attn_dropout = nn.Dropout(config.dropout)
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-        # (B, T, C) -> (B, nh, T, hs): each head attends independently
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        if self.explicit:  # readable: softmax(q k^T / sqrt(hs) + causal mask) v
-            y, weights = scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
-            if self.training and self.dropout > 0:
-                y = self.attn_dropout(weights) @ v
-        else:  # fused kernel (flash attention on a GPU), same result
-            y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads: (B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-
-class MLP(nn.Module):
-    """The position-wise feed-forward network: MLP(x) = GELU(x W_1 + b_1) W_2 + b_2, 4x wide."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
-
-
-class Block(nn.Module):
-    """A pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # tokens talk to each other
-        x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
-        return x
-
-
 class GPT(nn.Module):
     """The language model: token ids (B, T) -> next-token logits (B, T, vocab_size)."""
 
@@ -161,8 +95,10 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
             wpe=nn.Embedding(config.block_size, config.n_embd),  # position embeddings
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            h=nn.ModuleList([Block(config.n_embd, config.n_head, dropout=config.dropout,
+                                   bias=config.bias, causal=True, attention=config.attention)
+                             for _ in range(config.n_layer)]),  # stage 13's blocks
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying: one (V, C) matrix
@@ -196,7 +132,8 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return (logits (B, T, V), loss or None). ``targets`` (B, T); -1 marks "no target"."""
+        """Return (logits (B, T, V), loss or None). ``targets`` (B, T); IGNORE_INDEX (-100)
+        marks "no target" at a position."""
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
         B, T = idx.shape
@@ -209,13 +146,10 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x)  # (B, T, C)
+            x, _ = block(x)  # (B, T, C)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T),
-                                   ignore_index=-1)
+        loss = None if targets is None else sequence_loss(logits, targets)
         return logits, loss
 
 

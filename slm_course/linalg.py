@@ -11,6 +11,8 @@
 Eigenvectors and singular vectors are only defined up to sign (if v is one, so is -v); every
 vector returned here is flipped so that its entry of largest magnitude is positive, which
 makes results reproducible and comparable.
+
+Stage 01: linear algebra refresher.
 """
 
 from __future__ import annotations

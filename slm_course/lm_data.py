@@ -7,6 +7,8 @@ never seen. A batch is B windows of T + 1 consecutive tokens taken at random off
     x[b] = ids[i_b : i_b + T],      y[b] = ids[i_b + 1 : i_b + T + 1]
 
 so y[b, t] is the token that follows x[b, :t+1], and every window gives T training examples.
+
+Stage 14: GPT, the small language model.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
-from slm_course.tokenizers import CharTokenizer, Tokenizer
+from slm_course.helpers.eval_mode import evaluating
+from slm_course.tokenizers import Tokenizer, train_tokenizer
 
 SPLITS = ("train", "val")
-TOKENIZER_KINDS = ("char", "bpe")
 
 
 def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
@@ -41,19 +44,6 @@ def load_corpus(dataset: str = "tinyshakespeare") -> str:
         return path.read_text(encoding="utf-8")
     raise ValueError(f"unknown dataset {dataset!r}: use 'tinyshakespeare' or the path of a "
                      f"UTF-8 text file")
-
-
-def build_tokenizer(kind: str, text: str, train_text: str | None = None,
-                    bpe_vocab_size: int = 512) -> Tokenizer:
-    """A character tokenizer over every character of ``text``, or a byte-level BPE tokenizer
-    trained on ``train_text`` only (the validation text must not shape the tokenizer)."""
-    if kind == "char":
-        return CharTokenizer.from_text(text)
-    if kind == "bpe":
-        from slm_course.bpe import ByteBPETokenizer
-
-        return ByteBPETokenizer.train(text if train_text is None else train_text, bpe_vocab_size)
-    raise ValueError(f"unknown tokenizer {kind!r}; use one of {TOKENIZER_KINDS}")
 
 
 @dataclass
@@ -121,6 +111,35 @@ class LMData:
                 for _ in range(n_batches)]
 
 
+@torch.no_grad()
+def split_loss(model: nn.Module, tokens: torch.Tensor, block_size: int,
+               batch_size: int = 64, device: torch.device | str | None = None) -> float:
+    """The loss on a whole split, with no sampling noise: cut ``tokens`` into consecutive
+    windows of ``block_size`` + 1 tokens (the last token of a window starts the next) and
+    average over every predicted token,
+
+        L = -(1/N) sum_i log p(t_{i+1} | the tokens since the start of t_i's window).
+
+    Each context length 1..block_size appears equally often, as in random windows, so this
+    is the exact value that ``slm_course.train.estimate_loss`` estimates from a few random batches.
+    """
+    n_windows = (len(tokens) - 1) // block_size
+    if n_windows < 1:
+        raise ValueError(f"the split has {len(tokens)} tokens, fewer than block_size + 1 = "
+                         f"{block_size + 1}")
+    used = n_windows * block_size
+    x_all = tokens[:used].view(n_windows, block_size)  # (W, T)
+    y_all = tokens[1:used + 1].view(n_windows, block_size)  # (W, T)
+    device = device or next(model.parameters()).device
+    total = 0.0
+    with evaluating(model):
+        for i in range(0, n_windows, batch_size):
+            x, y = x_all[i:i + batch_size].to(device), y_all[i:i + batch_size].to(device)
+            _, loss = model(x, y)  # mean over the batch's tokens
+            total += float(loss) * y.numel()
+    return total / used
+
+
 def prepare_lm_data(dataset: str = "tinyshakespeare", tokenizer: str = "char",
                     bpe_vocab_size: int = 512, val_fraction: float = 0.1,
                     existing: Tokenizer | None = None) -> LMData:
@@ -128,5 +147,9 @@ def prepare_lm_data(dataset: str = "tinyshakespeare", tokenizer: str = "char",
     text = load_corpus(dataset)
     if existing is None:
         train_text, _ = split_text(text, val_fraction)
-        existing = build_tokenizer(tokenizer, text, train_text, bpe_vocab_size)
+        # BPE merges are learned on the training split only (validation text must not shape
+        # them); a character alphabet is only the set of symbols, so it comes from all the
+        # text, or a character seen only in validation could not be encoded.
+        existing = train_tokenizer(tokenizer, text if tokenizer == "char" else train_text,
+                                   bpe_vocab_size)
     return LMData.from_text(text, existing, val_fraction)

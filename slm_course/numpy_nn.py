@@ -12,7 +12,11 @@ its ``backward`` needs, so call ``forward`` and then ``backward`` once each per 
 
 The equations live in small functions (``linear_backward``, ``tanh_backward``, ...); the
 classes wrap them with a cache. ``tests/test_numpy_nn.py`` checks every backward against
-central finite differences and ``torch.autograd`` in float64.
+central finite differences and ``torch.autograd`` in float64. The finite differences and the
+relative error are stage 02's (:mod:`slm_course.calculus`), softmax is stage 03's
+(:mod:`slm_course.probability`).
+
+Stage 05: perceptron and backpropagation.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from slm_course.calculus import gradient_check
+from slm_course.probability import log_softmax
 
 # ---------------------------------------------------------------------------------------
 # The equations: one function each, no state.
@@ -70,20 +77,6 @@ def relu_backward(y: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
     return grad_out * (y > 0)
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """log softmax(z)_c = z_c - log sum_k e^{z_k}, row by row; z: (N, C) -> (N, C).
-
-    Subtracting the row maximum first keeps e^z from overflowing and changes nothing.
-    """
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """softmax(z)_c = e^{z_c} / sum_k e^{z_k}, row by row; z: (N, C) -> (N, C)."""
-    return np.exp(log_softmax(z))
-
-
 # ---------------------------------------------------------------------------------------
 # Layers: the equations plus the cache that backward needs.
 # ---------------------------------------------------------------------------------------
@@ -130,16 +123,13 @@ class Layer:
 class Linear(Layer):
     """Fully connected layer y = x W + b with W: (D_in, D_out), b: (D_out,).
 
-    W starts as N(0, 1 / D_in) (so each output starts with about the variance of one
-    input), b as zeros. PyTorch's ``nn.Linear`` stores the transpose (weight: (D_out, D_in),
-    y = x weight^T + b); here W is (D_in, D_out) so the forward reads as a plain matrix
-    product. ``rng`` defaults to NumPy's global generator, which ``start(seed)`` seeds.
+    W starts as N(0, 1 / D_in), b as zeros; ``rng`` defaults to NumPy's global generator.
+    W is the transpose of ``nn.Linear``'s weight, so the forward reads as a matrix product.
     """
 
     def __init__(self, in_features: int, out_features: int, *,
                  rng: np.random.Generator | None = None) -> None:
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear needs positive sizes, got ({in_features}, {out_features})")
+        _check_sizes(in_features, out_features)
         normal = rng.standard_normal if rng is not None else np.random.standard_normal
         self.in_features, self.out_features = in_features, out_features
         self.W = Parameter(normal((in_features, out_features)) / np.sqrt(in_features))
@@ -151,8 +141,8 @@ class Linear(Layer):
         return linear_forward(self._x, self.W.value, self.b.value)  # (N, D_out)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        dx, self.W.grad, self.b.grad = linear_backward(self._cached(self._x), self.W.value,
-                                                       grad_out)
+        x = self._cached(self._x)
+        dx, self.W.grad, self.b.grad = linear_backward(x, self.W.value, grad_out)
         return dx  # (N, D_in)
 
     def parameters(self) -> dict[str, Parameter]:
@@ -208,11 +198,7 @@ class Sequential(Layer):
     """Layers applied in order; backward visits them in reverse (the chain rule)."""
 
     def __init__(self, *layers: Layer) -> None:
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential item {i} is {type(layer).__name__}, not a Layer; "
-                                f"pass layer objects, e.g. Sequential(Linear(2, 8), Tanh())")
-        self.layers = list(layers)
+        self.layers = _check_layers(layers)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
@@ -224,8 +210,7 @@ class Sequential(Layer):
             grad_out = layer.backward(grad_out)
         return grad_out
 
-    def parameters(self) -> dict[str, Parameter]:
-        """Every parameter, named ``"<layer index>.<name>"``, e.g. ``"0.W"``."""
+    def parameters(self) -> dict[str, Parameter]:  # named "<layer index>.<name>", e.g. "0.W"
         return {f"{i}.{name}": p for i, layer in enumerate(self.layers)
                 for name, p in layer.parameters().items()}
 
@@ -336,13 +321,17 @@ class SoftmaxCrossEntropyLoss(Loss):
 # ---------------------------------------------------------------------------------------
 
 
-class SGD:
-    """Plain gradient descent: theta <- theta - lr * dL/dtheta, in place, for every parameter."""
+class GradientDescent:
+    """Plain gradient descent: theta <- theta - lr * dL/dtheta, in place, for every parameter.
+
+    The NumPy-only optimizer of this stage; :class:`slm_course.optim.SGD` adds momentum and
+    weight decay for PyTorch tensors.
+    """
 
     def __init__(self, params: Mapping[str, Parameter] | Iterable[Parameter], lr: float) -> None:
         self.params = list(params.values() if isinstance(params, Mapping) else params)
         if not self.params:
-            raise ValueError("SGD got no parameters; pass model.parameters()")
+            raise ValueError("GradientDescent got no parameters; pass model.parameters()")
         if lr <= 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
         self.lr = lr
@@ -353,7 +342,7 @@ class SGD:
 
 
 def fit(model: Layer, loss_fn: Loss, x: np.ndarray, target: np.ndarray, *,
-        optimizer: SGD, steps: int) -> list[float]:
+        optimizer: GradientDescent, steps: int) -> list[float]:
     """Full-batch training: forward, loss, backward, step, ``steps`` times; returns the losses."""
     losses = []
     for _ in range(steps):
@@ -369,71 +358,54 @@ def fit(model: Layer, loss_fn: Loss, x: np.ndarray, target: np.ndarray, *,
 # ---------------------------------------------------------------------------------------
 
 
-def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6
-                       ) -> np.ndarray:
-    """Central differences: df/dx_i ~ (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), error O(eps^2).
-
-    ``f`` takes no arguments and reads ``x`` (a parameter's ``value``, or an input it closes
-    over); each entry of ``x`` is nudged in place and restored. Needs float64: float32
-    rounding (~1e-7 relative) would swamp a difference taken with eps = 1e-6.
-    """
-    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-        raise ValueError(f"x must be a float64 NumPy array that f reads, got "
-                         f"{getattr(x, 'dtype', type(x).__name__)}; convert it with "
-                         f"x = x.astype(np.float64) before building f")
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        saved = x[i]
-        x[i] = saved + eps
-        f_plus = f()
-        x[i] = saved - eps
-        f_minus = f()
-        x[i] = saved
-        grad[i] = (f_plus - f_minus) / (2 * eps)
-    return grad
-
-
-def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """||a - b|| / (||a|| + ||b||): 0 when equal, 1 when opposite; scale free. 0 if both are 0."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"cannot compare gradients of shapes {a.shape} and {b.shape}")
-    denom = np.linalg.norm(a) + np.linalg.norm(b)
-    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
-
-
-def gradient_check(f: Callable[[], float], x: np.ndarray, analytic: np.ndarray,
-                   eps: float = 1e-6) -> float:
-    """Relative error between an analytic gradient of f w.r.t. x and central differences.
-
-    Below 1e-6 in float64 the backward pass is right; around 1e-2 or more it is wrong.
-    """
-    return relative_error(analytic, numerical_gradient(f, x, eps))
-
-
 def model_gradient_errors(model: Layer, loss_fn: Loss, x: np.ndarray, target: np.ndarray,
-                          eps: float = 1e-6) -> dict[str, float]:
+                          h: float = 1e-6) -> dict[str, float]:
     """Gradient-check every parameter of ``model`` and its input ``x`` on loss_fn(model(x), t).
 
-    Returns {name: relative error}, with the input under ``"input"``.
+    Returns {name: relative error} (see :func:`slm_course.calculus.gradient_check`), with the
+    input under ``"input"``; a right backward scores below 1e-6, a wrong one 1e-2 or more.
     """
-    x = np.array(x, dtype=np.float64)  # a private copy: numerical_gradient nudges it
+    x = np.asarray(x, dtype=np.float64)
 
     def loss() -> float:
         return loss_fn(model(x), target)
 
-    loss()
+    loss()  # forward, then backward: the gradients to check
     grad_x = model.backward(loss_fn.backward())
     analytic = {name: p.grad.copy() for name, p in model.parameters().items()}
-    errors = {name: gradient_check(loss, p.value, analytic[name], eps)
+    errors = {name: gradient_check(_as_function_of(p, loss), p.value, analytic[name], h)
               for name, p in model.parameters().items()}
-    errors["input"] = gradient_check(loss, x, grad_x, eps)
+    errors["input"] = gradient_check(lambda v: loss_fn(model(v), target), x, grad_x, h)
     return errors
+
+
+def _as_function_of(p: Parameter, loss: Callable[[], float]) -> Callable[[np.ndarray], float]:
+    """``loss()`` as a function of p's value: put the value in, evaluate, put the old one back."""
+    def f(value: np.ndarray) -> float:
+        saved, p.value = p.value, value
+        try:
+            return loss()
+        finally:
+            p.value = saved
+    return f
 
 
 # ---------------------------------------------------------------------------------------
 # Shape checks with messages that say how to fix the call.
 # ---------------------------------------------------------------------------------------
+
+
+def _check_sizes(in_features: int, out_features: int) -> None:
+    if in_features < 1 or out_features < 1:
+        raise ValueError(f"Linear needs positive sizes, got ({in_features}, {out_features})")
+
+
+def _check_layers(layers: tuple[Layer, ...]) -> list[Layer]:
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential item {i} is {type(layer).__name__}, not a Layer; "
+                            f"pass layer objects, e.g. Sequential(Linear(2, 8), Tanh())")
+    return list(layers)
 
 
 def _check_linear(x: np.ndarray, W: np.ndarray, b: np.ndarray | None = None) -> None:

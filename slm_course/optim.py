@@ -8,6 +8,8 @@ The schedule every GPT in this course trains with (nanoGPT style)::
 
 with W = ``warmup_steps``, T = ``max_steps`` and p = (t - W) / (T - W) the fraction of the
 decay done.
+
+Stage 04: optimization.
 """
 
 from __future__ import annotations

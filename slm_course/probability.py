@@ -16,6 +16,8 @@ Every function takes NumPy arrays (or anything ``np.asarray`` accepts). Where it
 natural, a ``torch.Tensor`` is accepted too and a tensor of the same dtype and device comes
 back; it is computed in NumPy, so no gradient flows through it (train with
 ``torch.nn.functional``; the tests prove the two agree).
+
+Stage 03: probability and information.
 """
 
 from __future__ import annotations

@@ -9,6 +9,13 @@ token at a time, each step fed a context vector c_t:
 
 The synthetic task comes from :func:`make_digit_batch`: random digit strings to reverse (or
 sort, or copy), so the right alignment is known (reversal: the anti-diagonal).
+
+Every model of the course returns ``(logits, loss)`` from ``forward`` (loss None without
+targets), and every target position that should not count holds :data:`IGNORE_INDEX`, the
+one ignore index that :func:`sequence_loss`, the transformer of stage 13 and the GPT of
+stage 14 share.
+
+Stage 12: attention and seq2seq.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from slm_course.attention import padding_mask
+from slm_course.helpers.eval_mode import evaluating
 
 # The vocabulary: three special tokens, then the ten digits.
 PAD, SOS, EOS = 0, 1, 2
 DIGIT0 = 3  # token id of the digit 0; digit d is token DIGIT0 + d
 VOCAB_SIZE = DIGIT0 + 10
+IGNORE_INDEX = -100  # a target that the loss skips (F.cross_entropy's default ignore_index)
 TASKS: dict[str, Callable[[list[int]], list[int]]] = {
     "reverse": lambda digits: digits[::-1],
     "sort": sorted,
@@ -41,7 +50,7 @@ class DigitBatch:
     src:         (B, S) source digit tokens, PAD after ``src_lengths[b]``
     src_lengths: (B,)   number of real source tokens
     tgt_in:      (B, T) decoder input  = [SOS, y_1, ..., y_L], PAD after   (T = S + 1)
-    tgt_out:     (B, T) decoder target = [y_1, ..., y_L, EOS], PAD after
+    tgt_out:     (B, T) decoder target = [y_1, ..., y_L, EOS], IGNORE_INDEX after
     """
 
     src: torch.Tensor
@@ -80,7 +89,7 @@ def make_digit_batch(batch_size: int, min_len: int, max_len: int, *, task: str =
     digits = torch.randint(0, 10, (batch_size, max_len), generator=generator)
     src = torch.full((batch_size, max_len), PAD, dtype=torch.long)
     tgt_in = torch.full((batch_size, max_len + 1), PAD, dtype=torch.long)
-    tgt_out = torch.full((batch_size, max_len + 1), PAD, dtype=torch.long)
+    tgt_out = torch.full((batch_size, max_len + 1), IGNORE_INDEX, dtype=torch.long)
     for b, length in enumerate(lengths.tolist()):
         x = digits[b, :length].tolist()
         y = TASKS[task](x)
@@ -96,7 +105,8 @@ def make_digit_batch(batch_size: int, min_len: int, max_len: int, *, task: str =
 
 
 def digits_to_string(tokens: torch.Tensor) -> str:
-    """'3 1 4' style text for a 1-D tensor of tokens; stops at EOS, skips PAD and SOS."""
+    """'3 1 4' style text for a 1-D tensor of tokens; stops at EOS, skips PAD, SOS and
+    IGNORE_INDEX."""
     out = []
     for t in tokens.tolist():
         if t == EOS:
@@ -214,8 +224,17 @@ class Seq2Seq(nn.Module):
         memory["s"] = s
         return self.out(torch.cat([s, context], dim=-1)), weights
 
-    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
+                tgt_out: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing: (logits (B, T, V), loss or None), the loss being
+        :func:`sequence_loss` against ``tgt_out`` (B, T) when it is given."""
+        logits, _ = self.run(src, src_lengths, tgt_in)
+        loss = None if tgt_out is None else sequence_loss(logits, tgt_out)
+        return logits, loss
+
+    def run(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing: logits (B, T, V) for every target position given the true
         previous tokens, and the attention weights (B, T, S) (None without attention)."""
         memory = self._start(src, src_lengths)
@@ -231,23 +250,33 @@ class Seq2Seq(nn.Module):
     def greedy_decode(self, src: torch.Tensor, src_lengths: torch.Tensor, steps: int
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Feed back the most likely token for ``steps`` steps: tokens (B, steps) and the
-        attention weights (B, steps, S) (None without attention)."""
-        memory = self._start(src, src_lengths)
+        attention weights (B, steps, S) (None without attention). Runs in eval mode and
+        leaves the model in the mode it was in."""
         y = torch.full((src.shape[0],), SOS, dtype=torch.long, device=src.device)
         tokens, weights = [], []
-        for _ in range(steps):
-            logits, step_weights = self._step(y, memory)
-            y = logits.argmax(dim=-1)  # (B,)
-            tokens.append(y)
-            weights.append(step_weights)
+        with evaluating(self):
+            memory = self._start(src, src_lengths)
+            for _ in range(steps):
+                logits, step_weights = self._step(y, memory)
+                y = logits.argmax(dim=-1)  # (B,)
+                tokens.append(y)
+                weights.append(step_weights)
         stacked = None if self.attention is None else torch.stack(weights, dim=1)
         return torch.stack(tokens, dim=1), stacked
 
 
-def seq2seq_loss(logits: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the real target tokens (PAD positions do not count)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
-                           ignore_index=PAD)
+def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose target is not IGNORE_INDEX:
+
+        L = -(1 / N) sum_{(b, t): y_bt != IGNORE_INDEX} log softmax(z_bt)[y_bt]
+
+    logits (B, T, V) and targets (B, T), or any (..., V) and (...). Half-precision logits
+    (under autocast) are upcast first: a softmax over many tokens needs float32's digits.
+    """
+    logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits, targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 def train_seq2seq(model: Seq2Seq, *, steps: int, batch_size: int, min_len: int,
@@ -261,8 +290,7 @@ def train_seq2seq(model: Seq2Seq, *, steps: int, batch_size: int, min_len: int,
     for _ in range(steps):
         batch = make_digit_batch(batch_size, min_len, max_len, task=task,
                                  generator=generator).to(device)
-        logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = seq2seq_loss(logits, batch.tgt_out)
+        _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -280,7 +308,7 @@ def accuracy_by_length(model: Seq2Seq, lengths: list[int], *, n: int = 200,
     token: the fraction of the L target digits predicted right (position by position);
     exact: the fraction of strings whose whole output (L digits, then EOS) is right.
     """
-    model.to(device).eval()
+    model.to(device)
     token, exact = [], []
     for length in lengths:
         batch = make_digit_batch(n, length, length, task=task,

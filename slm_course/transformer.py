@@ -3,9 +3,17 @@
     x = x + MultiHeadAttention(LayerNorm(x))     # tokens exchange information
     x = x + MLP(LayerNorm(x))                    # each token computes on its own
 
-This is the pre-norm block of GPT-2 and nanoGPT. :class:`TinyTransformer` stacks blocks into
-a small model for synthetic tasks: decoder-only (``causal=True``: a token sees only the past,
-the GPT of stage 14) or an encoder (``causal=False``: every token sees every other one).
+This is the pre-norm block of GPT-2 and nanoGPT, and these parts are the parts of stage 14's
+GPT (``slm_course.gpt`` imports them). :class:`TinyTransformer` stacks blocks into a small
+model for synthetic tasks: decoder-only (``causal=True``: a token sees only the past, like
+the GPT) or an encoder (``causal=False``: every token sees every other one).
+
+The names are GPT-2's, as OpenAI's checkpoint and Hugging Face's ``GPT2LMHeadModel`` spell
+them (``wte``, ``wpe``, ``h``, ``ln_1``, ``attn.c_attn``, ``attn.c_proj``, ``ln_2``,
+``mlp.c_fc``, ``mlp.c_proj``, ``ln_f``, ``lm_head``; sizes ``n_embd``, ``n_head``,
+``n_layer``), so loading or exporting GPT-2 weights (stage 17) maps keys one to one.
+
+Stage 13: the transformer.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slm_course.attention import attention_weights, causal_mask
+from slm_course.attention import causal_mask, scaled_dot_product_attention
+from slm_course.helpers.eval_mode import evaluating
 from slm_course.optim import warmup_cosine_lr
-from slm_course.seq2seq import SOS, make_digit_batch
+from slm_course.seq2seq import IGNORE_INDEX, SOS, make_digit_batch, sequence_loss
 
 POSITIONS = ("learned", "sinusoidal")
-IGNORE = -100  # target id that cross-entropy skips (F.cross_entropy's ignore_index)
+ATTENTION_PATHS = ("fast", "explicit")  # fused F.scaled_dot_product_attention, or readable
 
 
 @dataclass
@@ -35,8 +44,10 @@ class TransformerConfig:
     n_embd: int = 64
     mlp_ratio: int = 4  # the MLP's hidden width is mlp_ratio * n_embd
     dropout: float = 0.0
+    bias: bool = True  # biases in the Linear and LayerNorm layers
     causal: bool = True  # True: decoder-only (sees the past); False: encoder (sees all)
     positions: str = "learned"  # "learned" or "sinusoidal"
+    attention: str = "fast"  # "fast": fused kernel; "explicit": the readable maths
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
@@ -54,6 +65,13 @@ class TransformerConfig:
                              f"be even, got {self.n_embd}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_attention_path(self.attention)
+
+
+def check_attention_path(attention: str) -> None:
+    """Raise a ValueError naming the choices unless ``attention`` is one of ATTENTION_PATHS."""
+    if attention not in ATTENTION_PATHS:
+        raise ValueError(f"attention must be one of {ATTENTION_PATHS}, got {attention!r}")
 
 
 def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10_000.0
@@ -77,25 +95,40 @@ def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10_000.0
     return pe
 
 
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm from scratch, over the last dimension, one token at a time:
+
+        y = (x - mean(x)) / sqrt(var(x) + eps) * gamma + beta      (var: biased, divide by C)
+    """
+    mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+    var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+    y = (x - mean) / torch.sqrt(var + eps) * weight  # (..., C)
+    return y if bias is None else y + bias
+
+
 class LayerNorm(nn.Module):
-    """Normalise each token's features, then rescale:
+    """Normalise each token's features, then rescale: y = LN(x) * gamma + beta.
 
-        y = (x - mean(x)) / sqrt(var(x) + eps) * gamma + beta
-
-    mean and (biased) var are taken over the last dimension, one token at a time, so unlike
-    batch norm it behaves the same for any batch size, in training and in evaluation.
+    Unlike batch norm it uses no batch statistics, so it behaves the same for any batch
+    size, in training and in evaluation. ``explicit=True`` runs :func:`layer_norm` above;
+    the default runs PyTorch's fused ``F.layer_norm``, the same equation in one kernel
+    (the tests prove them equal), faster and bit for bit ``nn.LayerNorm``.
+    ``bias=False`` drops beta (as GPTConfig(bias=False) does).
     """
 
-    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
+    def __init__(self, n_embd: int, bias: bool = True, eps: float = 1e-5,
+                 explicit: bool = False) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(d_model))  # gamma
-        self.bias = nn.Parameter(torch.zeros(d_model))  # beta
+        self.explicit = explicit
+        self.weight = nn.Parameter(torch.ones(n_embd))  # gamma
+        self.bias = nn.Parameter(torch.zeros(n_embd)) if bias else None  # beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
-        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        if self.explicit:
+            return layer_norm(x, self.weight, self.bias, self.eps)
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
 class MultiHeadAttention(nn.Module):
@@ -104,65 +137,87 @@ class MultiHeadAttention(nn.Module):
         head_h = softmax(Q_h K_h^T / sqrt(d) + M) V_h,   Q_h = x W_q^h, K_h = x W_k^h, V_h = x W_v^h
         MHA(x) = concat(head_1, ..., head_H) W_o
 
-    The three input projections live in one (C, 3C) linear layer, laid out [W_q; W_k; W_v]
-    like ``nn.MultiheadAttention.in_proj_weight``.
+    The three input projections live in one (C, 3C) linear layer ``c_attn``, laid out
+    [W_q; W_k; W_v] like ``nn.MultiheadAttention.in_proj_weight``; ``c_proj`` is W_o.
+    ``attention="fast"`` runs PyTorch's fused ``F.scaled_dot_product_attention``;
+    ``"explicit"`` (or ``need_weights=True``, which also returns the weights for plots) runs
+    the readable ``slm_course.attention.scaled_dot_product_attention``. Same numbers.
     """
 
-    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
+                 attention: str = "fast") -> None:
         super().__init__()
-        if d_model % n_head:
-            raise ValueError(f"d_model={d_model} is not divisible by n_head={n_head}; choose "
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}; choose "
                              f"a width that is a multiple of the number of heads")
+        check_attention_path(attention)
         self.n_head = n_head
-        self.d_model = d_model
-        self.qkv = nn.Linear(d_model, 3 * d_model)  # x -> [q, k, v]
-        self.proj = nn.Linear(d_model, d_model)  # W_o
+        self.n_embd = n_embd
+        self.dropout = dropout
+        self.explicit = attention == "explicit"
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # x -> [q, k, v]
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)  # W_o
         self.attn_dropout = nn.Dropout(dropout)
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> (output (B, T, C), weights (B, H, T, T)).
+                causal: bool = False, need_weights: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C) -> (output (B, T, C), weights (B, H, T, T) or None).
 
         padding_mask (B, T) bool: True at real tokens, False at padding, which no query may
         attend to (the opposite of ``nn.MultiheadAttention``'s key_padding_mask).
         causal: query t may attend only to keys <= t.
+        need_weights: also return the attention weights (takes the explicit path).
         """
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
+        if x.ndim != 3 or x.shape[-1] != self.n_embd:
+            raise ValueError(f"expected x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}")
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D): each head attends on its own
         k = k.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         v = v.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        mask = None
-        if padding_mask is not None:
-            if padding_mask.shape != (B, T) or padding_mask.dtype != torch.bool:
-                raise ValueError(f"padding_mask must be a bool tensor of shape {(B, T)} "
-                                 f"(True = real token), got {padding_mask.dtype} "
-                                 f"{tuple(padding_mask.shape)}")
-            mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): the same for all heads
-        if causal:
-            future = causal_mask(T, device=x.device)  # (T, T)
-            mask = future if mask is None else mask & future  # (B, 1, T, T)
-        weights = attention_weights(q, k, mask)  # (B, H, T, T)
-        y = self.attn_dropout(weights) @ v  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
-        return self.resid_dropout(self.proj(y)), weights
+        mask = self._key_mask(padding_mask, B, T)  # (B, 1, 1, T) or None
+        if mask is not None and causal:  # one boolean mask for both
+            mask, causal = mask & causal_mask(T, device=x.device), False  # (B, 1, T, T)
+        weights = None
+        if self.explicit or need_weights:  # readable: softmax(q k^T / sqrt(D) + M) v
+            y, weights = scaled_dot_product_attention(q, k, v, mask, causal=causal)
+            if self.training and self.dropout > 0:
+                y = self.attn_dropout(weights) @ v  # (B, H, T, D)
+        else:  # fused kernel (flash attention on a GPU), the same result
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                is_causal=causal)  # (B, H, T, D)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.c_proj(y)), weights
+
+    @staticmethod
+    def _key_mask(padding_mask: torch.Tensor | None, B: int, T: int) -> torch.Tensor | None:
+        """(B, T) True = real token -> (B, 1, 1, T), the same for every head and query."""
+        if padding_mask is None:
+            return None
+        if padding_mask.shape != (B, T) or padding_mask.dtype != torch.bool:
+            raise ValueError(f"padding_mask must be a bool tensor of shape {(B, T)} "
+                             f"(True = real token), got {padding_mask.dtype} "
+                             f"{tuple(padding_mask.shape)}")
+        return padding_mask[:, None, None, :]
 
 
 class MLP(nn.Module):
-    """The position-wise feed-forward net: MLP(x) = W_2 GELU(W_1 x + b_1) + b_2."""
+    """The position-wise feed-forward net: MLP(x) = W_2 GELU(W_1 x + b_1) + b_2, 4x wide."""
 
-    def __init__(self, d_model: int, ratio: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, n_embd: int, ratio: int = 4, dropout: float = 0.0,
+                 bias: bool = True) -> None:
         super().__init__()
-        self.fc = nn.Linear(d_model, ratio * d_model)
-        self.proj = nn.Linear(ratio * d_model, d_model)
+        self.c_fc = nn.Linear(n_embd, ratio * n_embd, bias=bias)  # W_1
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(ratio * n_embd, n_embd, bias=bias)  # W_2
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))  # (B, T, C) -> (B, T, C)
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, C)
 
 
 class Block(nn.Module):
@@ -174,21 +229,29 @@ class Block(nn.Module):
     The residual path carries x through untouched; each sub-layer only adds a correction.
     """
 
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(self, n_embd: int, n_head: int, *, mlp_ratio: int = 4, dropout: float = 0.0,
+                 bias: bool = True, causal: bool = True, attention: str = "fast") -> None:
         super().__init__()
-        self.causal = config.causal
-        self.ln_1 = LayerNorm(config.n_embd)
-        self.attn = MultiHeadAttention(config.n_embd, config.n_head, config.dropout)
-        self.ln_2 = LayerNorm(config.n_embd)
-        self.mlp = MLP(config.n_embd, config.mlp_ratio, config.dropout)
+        self.causal = causal
+        self.ln_1 = LayerNorm(n_embd, bias=bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, attention)
+        self.ln_2 = LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, mlp_ratio, dropout, bias)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> (x (B, T, C), attention weights (B, H, T, T))."""
-        a, weights = self.attn(self.ln_1(x), padding_mask, causal=self.causal)
-        x = x + a
-        x = x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C) -> (x (B, T, C), attention weights (B, H, T, T) or None)."""
+        a, weights = self.attn(self.ln_1(x), padding_mask, self.causal, need_weights)
+        x = x + a  # tokens talk to each other
+        x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
         return x, weights
+
+
+def block_for(config: TransformerConfig) -> Block:
+    """A :class:`Block` of the shape ``config`` describes."""
+    return Block(config.n_embd, config.n_head, mlp_ratio=config.mlp_ratio,
+                 dropout=config.dropout, bias=config.bias, causal=config.causal,
+                 attention=config.attention)
 
 
 class TinyTransformer(nn.Module):
@@ -200,19 +263,28 @@ class TinyTransformer(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.config = config
-        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
         if config.positions == "learned":
-            self.pos_emb = nn.Parameter(torch.randn(config.block_size, config.n_embd) * 0.02)
+            self.wpe = nn.Parameter(torch.randn(config.block_size, config.n_embd) * 0.02)
         else:  # fixed: a buffer moves with .to(device) but is not trained
-            self.register_buffer("pos_emb", sinusoidal_positions(config.block_size,
-                                                                 config.n_embd))
+            self.register_buffer("wpe", sinusoidal_positions(config.block_size,
+                                                             config.n_embd))
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd)
-        self.head = nn.Linear(config.n_embd, config.vocab_size)
+        self.h = nn.ModuleList(block_for(config) for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=config.bias)
 
-    def run(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                padding_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) -> (logits (B, T, V), loss or None); targets (B, T), IGNORE_INDEX =
+        no target at that position."""
+        logits, _ = self.run(idx, padding_mask, need_weights=False)
+        loss = None if targets is None else sequence_loss(logits, targets)
+        return logits, loss
+
+    def run(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None,
+            need_weights: bool = True) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """idx (B, T) token ids -> logits (B, T, V) and each layer's weights (B, H, T, T)."""
         if idx.ndim != 2:
             raise ValueError(f"expected token ids of shape (B, T), got {tuple(idx.shape)}")
@@ -221,28 +293,25 @@ class TinyTransformer(nn.Module):
             raise ValueError(f"sequence of length {T} is longer than block_size="
                              f"{self.config.block_size}; crop it or build the model with a "
                              f"larger block_size")
-        x = self.drop(self.tok_emb(idx) + self.pos_emb[:T])  # (B, T, C)
+        x = self.drop(self.wte(idx) + self.wpe[:T])  # (B, T, C)
         maps = []
-        for block in self.blocks:
-            x, weights = block(x, padding_mask)
+        for block in self.h:
+            x, weights = block(x, padding_mask, need_weights)
             maps.append(weights)
-        return self.head(self.ln_f(x)), maps  # (B, T, V)
-
-    def forward(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """idx (B, T) -> logits (B, T, V)."""
-        return self.run(idx, padding_mask)[0]
+        return self.lm_head(self.ln_f(x)), maps  # (B, T, V)
 
     @torch.no_grad()
     def generate_greedy(self, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
-        """Append the most likely next token ``n_new`` times: (B, T0) -> (B, T0 + n_new)."""
+        """Append the most likely next token ``n_new`` times: (B, T0) -> (B, T0 + n_new).
+        Runs in eval mode and leaves the model in the mode it was in."""
         if not self.config.causal:
             raise ValueError("generation needs a causal (decoder-only) model; this one was "
                              "built with causal=False")
         idx = prompt
-        for _ in range(n_new):
-            logits = self(idx[:, -self.config.block_size:])  # (B, T, V)
-            idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+        with evaluating(self):
+            for _ in range(n_new):
+                logits, _ = self(idx[:, -self.config.block_size:])  # (B, T, V)
+                idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
         return idx
 
 
@@ -259,7 +328,7 @@ def prompt_and_target(src: torch.Tensor, tgt: torch.Tensor, sep: int
     """Lay out a seq2seq pair as one sequence for a decoder-only model.
 
     sequence = [x_1..x_n, SEP, y_1..y_m];  inputs = sequence[:-1], targets = sequence[1:]
-    with the targets inside the prompt set to IGNORE, so the loss counts only y_1..y_m.
+    with the targets inside the prompt set to IGNORE_INDEX, so the loss counts only y_1..y_m.
     src (B, n), tgt (B, m) -> inputs (B, n + m), targets (B, n + m).
     """
     if src.ndim != 2 or tgt.ndim != 2 or src.shape[0] != tgt.shape[0]:
@@ -269,14 +338,8 @@ def prompt_and_target(src: torch.Tensor, tgt: torch.Tensor, sep: int
     sep_col = torch.full((B, 1), sep, dtype=src.dtype, device=src.device)
     sequence = torch.cat([src, sep_col, tgt], dim=1)  # (B, n + 1 + m)
     inputs, targets = sequence[:, :-1], sequence[:, 1:].clone()
-    targets[:, : n] = IGNORE  # positions 0..n-1 predict prompt tokens: not scored
+    targets[:, : n] = IGNORE_INDEX  # positions 0..n-1 predict prompt tokens: not scored
     return inputs, targets
-
-
-def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the targets that are not IGNORE."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE)
 
 
 def digit_task_batch(batch_size: int, length: int, *, task: str = "sort",
@@ -309,7 +372,7 @@ def train_digit_task(model: TinyTransformer, *, steps: int, batch_size: int, len
     for _ in range(steps):
         _, inputs, targets = digit_task_batch(batch_size, length, task=task,
                                               generator=generator)
-        loss = sequence_loss(model(inputs.to(device)), targets.to(device))
+        _, loss = model(inputs.to(device), targets.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -325,7 +388,7 @@ def digit_task_accuracy(model: TinyTransformer, *, length: int, task: str = "sor
                         ) -> dict[str, float]:
     """Greedy-complete ``n`` fresh prompts [x_1..x_n, SEP]; return the fraction of answers
     that are exactly right ("exact") and of digits in the right place ("token")."""
-    model.to(device).eval()
+    model.to(device)
     _, inputs, targets = digit_task_batch(n, length, task=task, generator=seed)
     prompt = inputs[:, : length + 1].to(device)  # (N, length + 1): the digits, then SEP
     answer = model.generate_greedy(prompt, length)[:, length + 1:]  # (N, length)

@@ -17,11 +17,11 @@ import torch
 
 from slm_course.autograd import Value, topological_order
 from slm_course.autograd_nn import (
-    MLP,
-    Layer,
     Neuron,
+    NeuronLayer,
+    ValueMLP,
     accuracy,
-    fit,
+    fit_hinge,
     hinge_loss,
     l2_penalty,
     make_moons,
@@ -29,6 +29,7 @@ from slm_course.autograd_nn import (
 from slm_course.calculus import (
     central_difference,
     forward_difference,
+    gradient_check,
     numerical_gradient,
     relative_error,
 )
@@ -90,6 +91,34 @@ def test_numerical_gradient_matches_torch_and_leaves_input_alone():
     assert np.array_equal(x, before), "numerical_gradient must not modify its input"
     x.setflags(write=False)  # it must not even write to it temporarily
     np.testing.assert_array_equal(numerical_gradient(f, x), ours)
+
+
+def test_numerical_gradient_is_second_order_and_works_in_float64():
+    x = np.array([1.0])
+    err = [abs(numerical_gradient(lambda v: float(np.exp(v[0])), x, h)[0] - np.e)
+           for h in (1e-2, 1e-3)]
+    assert 80 < err[0] / err[1] < 120, "10x smaller h must give ~100x smaller error"
+    x32 = np.array([0.5, -1.5, 2.0], dtype=np.float32)  # differenced in float64 all the same
+    grad = numerical_gradient(lambda v: float(np.sum(v**3)), x32)
+    assert grad.dtype == np.float64
+    assert relative_error(grad, 3 * x32.astype(np.float64) ** 2) < 1e-9
+
+
+def test_relative_error_closed_forms():
+    a = np.array([3.0, 4.0])
+    assert relative_error(a, a) == 0.0
+    assert relative_error(a, -a) == pytest.approx(1.0)
+    assert relative_error(a, 2 * a) == pytest.approx(1 / 3)
+    assert relative_error(np.zeros(2), np.zeros(2)) == 0.0
+    # norms, not the worst entry: an entry that is ~0 in both does not dominate
+    assert relative_error([1.0, 1e-13], [1.0, -1e-13]) < 1e-12
+
+
+def test_gradient_check_passes_a_right_gradient_and_fails_a_wrong_one():
+    x = np.array([0.5, -1.5, 2.0])
+    f = lambda v: float(np.sum(v**3))  # noqa: E731
+    assert gradient_check(f, x, 3 * x**2) < 1e-9
+    assert gradient_check(f, x, 2 * x**2) > 0.1  # a wrong power rule is caught
 
 
 def test_bad_steps_and_shapes_are_clear_errors():
@@ -367,7 +396,7 @@ def test_topological_order_lists_each_node_once_after_its_inputs():
 # ------------------------------------------------------------------ the MLP on top
 
 
-def _torch_copy(model: MLP) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
+def _torch_copy(model: ValueMLP) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
     layers = []
     for layer in model.layers:
         W = torch.tensor([[w.data for w in n.w] for n in layer.neurons], dtype=F64,
@@ -379,7 +408,7 @@ def _torch_copy(model: MLP) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_mlp_loss_and_parameter_gradients_match_torch(activation):
-    model = MLP(2, [5, 4, 1], activation=activation, seed=3)
+    model = ValueMLP(2, [5, 4, 1], activation=activation, seed=3)
     X, y = make_moons(12, noise=0.1, seed=1)
     scores = [model(list(x)) for x in X]
     loss = hinge_loss(scores, list(y)) + l2_penalty(model, 1e-2)
@@ -403,23 +432,23 @@ def test_mlp_loss_and_parameter_gradients_match_torch(activation):
 
 
 def test_mlp_shapes_parameters_and_numpy_forward():
-    model = MLP(3, [4, 2], activation="tanh", seed=0)
+    model = ValueMLP(3, [4, 2], activation="tanh", seed=0)
     assert len(model.parameters()) == (3 + 1) * 4 + (4 + 1) * 2
     X = np.random.default_rng(0).normal(size=(5, 3))
     out = [model(list(x)) for x in X]
     assert len(out[0]) == 2  # several outputs come back as a list
     np.testing.assert_allclose(model.predict(X), [[v.data for v in o] for o in out], rtol=1e-12)
-    single = MLP(3, [4, 1], seed=0)
+    single = ValueMLP(3, [4, 1], seed=0)
     assert isinstance(single(list(X[0])), Value)
     np.testing.assert_allclose(single.predict(X), [single(list(x)).data for x in X], rtol=1e-12)
-    assert MLP(3, [4, 1], seed=0).parameters()[0].data == single.parameters()[0].data
-    assert MLP(3, [4, 1], seed=1).parameters()[0].data != single.parameters()[0].data
+    assert ValueMLP(3, [4, 1], seed=0).parameters()[0].data == single.parameters()[0].data
+    assert ValueMLP(3, [4, 1], seed=1).parameters()[0].data != single.parameters()[0].data
 
 
 def test_init_keeps_the_pre_activation_scale():
     # w ~ U(-a, a) with a = sqrt(6/n) for relu gives Var(w) = 2/n (He); sqrt(3/n): 1/n
     for activation, var in (("relu", 2.0), ("tanh", 1.0)):
-        layer = Layer(200, 200, activation, random.Random(0))
+        layer = NeuronLayer(200, 200, activation, random.Random(0))
         w = np.array([[p.data for p in n.w] for n in layer.neurons])
         assert w.var() * 200 == pytest.approx(var, rel=0.05)
         assert all(n.b.data == 0.0 for n in layer.neurons)
@@ -454,8 +483,8 @@ def test_make_moons_shapes_labels_and_determinism():
 def test_mlp_learns_two_moons():
     X, y = make_moons(40, noise=0.1, seed=0)
     X_test, y_test = make_moons(400, noise=0.1, seed=1)
-    model = MLP(2, [8, 8, 1], seed=0)
-    losses = fit(model, X, y, steps=80, lr=1.0)
+    model = ValueMLP(2, [8, 8, 1], seed=0)
+    losses = fit_hinge(model, X, y, steps=80, lr=1.0)
     assert losses[-1] < 0.2 * losses[0]
     assert accuracy(model.predict(X), y) >= 0.95
     assert accuracy(model.predict(X_test), y_test) >= 0.95

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from slm_course.cli import main
-from slm_course.presets import PRESETS, apply_overrides, get_preset, parse_overrides
-from slm_course.train import CHECKPOINT_NAME, LOG_NAME, load_checkpoint
+from slm_course.cli.presets import PRESETS, apply_overrides, get_preset, parse_overrides
+from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
+from slm_course.helpers.run_log import LOG_NAME
 
 TEXT = "".join(f"{w}\n" for i in range(300) for w in ("ROMEO: to be", "JULIET: or not",
                                                       f"NURSE: {i % 9} is that"))

@@ -13,10 +13,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from slm_course.cli.runs import train_lm
 from slm_course.gpt import GPT, GPTConfig
+from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
+from slm_course.helpers.run_log import LOG_NAME
 from slm_course.lm_data import LMData
 from slm_course.tokenizers import CharTokenizer
-from slm_course.train import CHECKPOINT_NAME, LOG_NAME, TrainConfig, load_checkpoint, train
+from slm_course.train import TrainConfig
 
 TEXT = "".join(f"{w} " for i in range(300) for w in ("to be", "or not", "that is", str(i % 5)))
 WORLD = 2
@@ -50,7 +53,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     cfg = TrainConfig(dataset="unused", batch_size=4, max_steps=STEPS, lr=1e-2, min_lr=1e-3,
                       warmup_steps=2, eval_interval=8, eval_batches=2, log_interval=4,
                       device="cpu", progress=False)
-    result = train(model, data, cfg, out_dir=os.path.join(out, "run"))
+    result = train_lm(model, data, cfg, out_dir=os.path.join(out, "run"))
     torch.save({"state": model.state_dict(), "history": result.history,
                 "first_batch": data.first, "world_size": result.extra["world_size"]},
                os.path.join(out, f"rank{rank}.pt"))

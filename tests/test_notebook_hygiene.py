@@ -34,7 +34,7 @@ def test_named_seeded_and_structured(path):
     nb = nbformat.read(path, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert code and "start(" in code[0], \
-        f"{path.name}: the first code cell must call slm_course.notebook.start(seed=...)"
+        f"{path.name}: the first code cell must call slm_course.helpers.notebook.start(seed=...)"
     if path.parent == NOTEBOOKS:
         text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown").lower()
         assert "learning objectives" in text, f"{path.name}: state the learning objectives"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from slm_course import setup_check
 from slm_course.data import REGISTRY, Dataset, RemoteFile
 from slm_course.data import cache as cache_module
-from slm_course.device import pick_device
-from slm_course.setup_check import (
+from slm_course.helpers import setup_check
+from slm_course.helpers.device import pick_device
+from slm_course.helpers.setup_check import (
     SetupError,
     assert_ready,
     collect_report,

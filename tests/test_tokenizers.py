@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slm_course.bpe import ByteBPETokenizer, count_pairs, merge_pair
 from slm_course.tokenizers import (
     CharTokenizer,
     load_tokenizer,
     save_tokenizer,
     tokenizer_from_dict,
 )
+from slm_course.tokenizers.bpe import ByteBPETokenizer, count_pairs, merge_pair
 
 SAMPLE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
           "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than "
@@ -61,7 +61,7 @@ def _naive_train(text, vocab_size):
     """The definition, recounting every pair after every merge (the oracle for train())."""
     import re
 
-    from slm_course.bpe import CHUNK_PATTERN
+    from slm_course.tokenizers.bpe import CHUNK_PATTERN
     chunks = Counter(re.findall(CHUNK_PATTERN, text))
     words = [list(c.encode("utf-8")) for c in chunks]
     merges = []

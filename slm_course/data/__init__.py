@@ -12,6 +12,9 @@ Settings (environment variables):
 * ``SLM_COURSE_VISION``: ``mnist`` (default) or ``fashion-mnist`` for :func:`load_vision`.
 
 From a shell: ``slm-course data list | fetch NAME... | fetch --all | verify``.
+
+Stage 00 introduces it (the set-up check fetches and verifies every dataset); every stage
+loads its data through it.
 """
 
 from slm_course.data.cache import (

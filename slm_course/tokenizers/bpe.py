@@ -9,6 +9,8 @@ encoded. Training repeats one step until the vocabulary is big enough::
 Text is first split into chunks (a word with its leading space, a number, punctuation,
 whitespace) so that merges never cross a word boundary. Ties are broken by the smaller pair,
 which makes training deterministic.
+
+Stage 14 uses it; stage 08 teaches it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from slm_course.tokenizers import _as_ints
+from slm_course.tokenizers.base import as_token_ids
 
 # A word with an optional leading space, digits, punctuation runs, whitespace; the final
 # [\s\S] catches anything else, so the chunks always concatenate back to the text.
@@ -51,7 +53,7 @@ def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
 class ByteBPETokenizer:
     """A byte-level BPE tokenizer: ``vocab_size = 256 + len(merges)``."""
 
-    kind = "byte-bpe"
+    kind = "bpe"
 
     def __init__(self, merges: list[Pair], pattern: str = CHUNK_PATTERN):
         self.merges: dict[Pair, int] = {}
@@ -71,9 +73,9 @@ class ByteBPETokenizer:
     def train(cls, text: str, vocab_size: int, pattern: str = CHUNK_PATTERN
               ) -> ByteBPETokenizer:
         """Learn ``vocab_size - 256`` merges from ``text``."""
-        if vocab_size < 256:
-            raise ValueError(f"vocab_size must be at least 256 (the byte alphabet), "
-                             f"got {vocab_size}")
+        if not isinstance(vocab_size, int) or vocab_size < 256:
+            raise ValueError(f"vocab_size must be an int of at least 256 (the byte alphabet), "
+                             f"got {vocab_size!r}")
         chunk_counts = Counter(re.findall(pattern, text))
         words = [list(chunk.encode(*_ENCODING)) for chunk in chunk_counts]  # unique chunks
         freqs = list(chunk_counts.values())
@@ -128,7 +130,7 @@ class ByteBPETokenizer:
         return out
 
     def decode(self, ids: list[int]) -> str:
-        data = b"".join(self.vocab[i] for i in _as_ints(ids, self.vocab_size))
+        data = b"".join(self.vocab[i] for i in as_token_ids(ids, self.vocab_size))
         # A slice of ids may end inside a multi-byte character: show U+FFFD, never crash.
         try:
             return data.decode(*_ENCODING)
@@ -138,7 +140,7 @@ class ByteBPETokenizer:
     def token_strings(self, ids: list[int]) -> list[str]:
         """Each token as readable text (bytes that are not valid UTF-8 shown escaped)."""
         return [self.vocab[i].decode("utf-8", errors="backslashreplace")
-                for i in _as_ints(ids, self.vocab_size)]
+                for i in as_token_ids(ids, self.vocab_size)]
 
     def to_dict(self) -> dict[str, Any]:
         ordered = sorted(self.merges.items(), key=lambda kv: kv[1])

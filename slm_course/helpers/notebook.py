@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slm_course.profile import current_profile
-from slm_course.seeding import seed_everything
+from slm_course.helpers.seeding import seed_everything
+from slm_course.helpers.workload import current_profile
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from slm_course.presets import PRESETS, apply_overrides, did_you_mean, get_preset, valid_keys
+from slm_course.cli.presets import PRESETS, apply_overrides, did_you_mean, get_preset, valid_keys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slm_course.cli.runs import run_training
     from slm_course.gpt import GPTConfig
-    from slm_course.train import CHECKPOINT_NAME, log_event, run_training, split_loss
+    from slm_course.helpers.checkpoints import CHECKPOINT_NAME
+    from slm_course.helpers.run_log import log_event
+    from slm_course.lm_data import split_loss
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     if args.list:
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
                   f"val {entry['val_loss']:.4f}")
         print(f"final validation loss {result.final_val_loss:.4f} nats/token after "
               f"{result.step} steps ({cfg.eval_batches} fixed batches); "
-              f"{result.seconds:.1f} s wall, {result.tokens_per_second:,.0f} tokens/s")
+              f"{result.extra['seconds']:.1f} s wall, "
+              f"{result.extra['tokens_per_second']:,.0f} tokens/s")
         if result.step == cfg.max_steps:  # the number to report: no sampling noise
             full = split_loss(model, data.val, model.config.block_size, cfg.batch_size)
             per_char = full / data.chars_per_token("val")  # nats/token -> nats/character

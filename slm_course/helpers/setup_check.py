@@ -1,10 +1,12 @@
 """Is this machine ready for the course? Versions, device, profile and datasets in one report.
 
-    from slm_course.setup_check import assert_ready, collect_report, print_report
+    from slm_course.helpers.setup_check import assert_ready, collect_report, print_report
     print_report(collect_report())   # a table: what is installed, what is cached and verified
     assert_ready()                   # raises SetupError saying what is missing and how to fix
 
-From a shell: ``python -m slm_course.setup_check``.
+From a shell: ``python -m slm_course.helpers.setup_check``.
+
+Stage 00: welcome and set-up check.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from slm_course.data import REGISTRY, DatasetError, DatasetStatus, fetch, verify_dataset
 from slm_course.data.cache import MIRROR_ENV, OFFLINE_ENV, cache_root, is_offline
 from slm_course.data.vision import vision_name
-from slm_course.profile import current_profile
+from slm_course.helpers.workload import current_profile
 
 # The oldest versions the course is tested with (requirements.txt states the same ranges).
 MINIMUM_VERSIONS = {"python": "3.10", "torch": "2.2", "torchvision": "0.17",
@@ -104,10 +106,10 @@ def collect_versions() -> dict[str, str | None]:
 
 
 def describe_device() -> str:
-    """The device :func:`slm_course.device.pick_device` chooses, in words."""
+    """The device :func:`slm_course.helpers.device.pick_device` chooses, in words."""
     import torch
 
-    from slm_course.device import pick_device
+    from slm_course.helpers.device import pick_device
 
     device = pick_device()
     if device.type == "cuda":

@@ -1,6 +1,6 @@
 import pytest
 
-from slm_course.profile import ENV_VAR, current_profile, pick
+from slm_course.helpers.workload import ENV_VAR, current_profile, pick
 
 
 def test_default_is_full(monkeypatch):

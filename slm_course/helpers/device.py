@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 
@@ -28,3 +30,20 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def autocast_context(dtype: str, device: torch.device) -> Any:
+    """The mixed-precision context for ``dtype``: "auto" is bfloat16 autocast on a CUDA GPU
+    that supports it and full float32 elsewhere; "bfloat16" and "float32" force one."""
+    if dtype == "float32":
+        return nullcontext()
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if dtype == "bfloat16":
+            raise ValueError("dtype='bfloat16' requested but this GPU does not support it; "
+                             "use --dtype=float32")
+        return nullcontext()
+    if dtype == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()

@@ -11,8 +11,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("slm_course.data.cli", "list, fetch and verify the course's datasets"),
     "exercises": ("slm_course.exercises.cli", "build, check and grade exercise notebooks"),
-    "train": ("slm_course.train_cli", "train a GPT from a preset: --preset NAME [--key=value]"),
-    "sample": ("slm_course.sample_cli", "sample text from a checkpoint"),
+    "train": ("slm_course.cli.train", "train a GPT from a preset: --preset NAME [--key=value]"),
+    "sample": ("slm_course.cli.sample", "sample text from a checkpoint"),
 }
 
 

@@ -1,0 +1,209 @@
+"""Runs: a language model, its corpus and the shared loop, put together with everything a
+real run needs around :func:`slm_course.train.train`: the device, fixed evaluation batches,
+the log file, checkpoints with exact resume and torchrun. The ``slm-course train`` command,
+the benchmarks and lesson 14 use it.
+
+    train_lm(model, data, cfg, out_dir=...)   a GPT on an LMData -> TrainState
+    run_training(model_args, cfg, ...)         settings -> corpus, tokenizer, GPT, train_lm
+    load_model(path)                           a checkpoint -> (GPT in eval mode, tokenizer)
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from slm_course.gpt import GPT, GPTConfig, check_vocab
+from slm_course.helpers.checkpoints import (
+    CHECKPOINT_NAME,
+    Checkpointer,
+    load_checkpoint,
+    load_weights,
+    set_rng_state,
+)
+from slm_course.helpers.device import autocast_context, pick_device
+from slm_course.helpers.distributed import (
+    Distributed,
+    process_device,
+    setup_distributed,
+    teardown_distributed,
+    wrap_ddp,
+)
+from slm_course.helpers.run_log import JsonlLog
+from slm_course.helpers.seeding import seed_everything
+from slm_course.lm_data import LMData, prepare_lm_data
+from slm_course.tokenizers import Tokenizer, tokenizer_from_dict
+from slm_course.train import Callback, TrainConfig, TrainState, estimate_loss, make_optimizer, train
+
+
+def train_lm(model: nn.Module, data: LMData, cfg: TrainConfig, *,
+             out_dir: str | Path | None = None, resume: bool = False,
+             stop_at: int | None = None, callbacks: Sequence[Callback] = (),
+             block_size: int | None = None) -> TrainState:
+    """Train a language model (``model(x, y) -> (logits, loss)``) on random windows of
+    ``data``'s training split, evaluating on fixed batches of both splits.
+
+    out_dir: where ``ckpt.pt`` and ``log.jsonl`` go (None: no files).
+    resume: continue from ``out_dir/ckpt.pt``, restoring every state, so the losses are
+        exactly those of an uninterrupted run.
+    stop_at: stop (and checkpoint) after this many steps, as if interrupted there.
+    callbacks: called on rank 0 as (kind, state); a live plot, for example.
+    block_size: context length of the batches (default ``model.config.block_size``).
+    """
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir, the folder holding ckpt.pt")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device(cfg.device or None)
+    dd = setup_distributed(device.type)
+    try:
+        state = _train_lm(model, data, cfg, dd, process_device(device, dd), out_dir, resume,
+                          stop_at, callbacks, block_size or model.config.block_size)
+    finally:
+        teardown_distributed(dd)
+    state.extra.update(seconds=time.perf_counter() - t_start,
+                       cpu_seconds=time.process_time() - cpu_start,
+                       tokens_per_second=state.items_per_second * dd.world_size)
+    return state
+
+
+def _train_lm(model: nn.Module, data: LMData, cfg: TrainConfig, dd: Distributed,
+              device: torch.device, out_dir: Path | None, resume: bool, stop_at: int | None,
+              callbacks: Sequence[Callback], block_size: int) -> TrainState:
+    raw_model = model.to(device)
+    optimizer = make_optimizer(raw_model, cfg)
+    tokenizer_dict = data.tokenizer.to_dict() if getattr(data, "tokenizer", None) else None
+    # Fresh runs start from known seeds; each rank gets its own dropout and data stream.
+    seed_everything(cfg.seed + dd.rank)
+    data_gen = torch.Generator().manual_seed(cfg.seed + dd.rank)
+    ckpt_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+    state = TrainState()
+    if resume:
+        state = _resume(ckpt_path, raw_model, optimizer, tokenizer_dict, data_gen, dd, cfg,
+                        device)
+    model = wrap_ddp(torch.compile(raw_model) if cfg.compile else raw_model, dd, device)
+    autocast = autocast_context(cfg.dtype, device)
+    fixed = {split: data.fixed_batches(split, cfg.eval_batches, cfg.batch_size, block_size,
+                                       seed=cfg.eval_seed) for split in ("train", "val")}
+
+    def evaluate() -> dict[str, float]:
+        return {f"{split}_loss": estimate_loss(raw_model, batches, autocast, device)
+                for split, batches in fixed.items()}
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        return data.get_batch("train", cfg.batch_size, block_size, data_gen, device)
+
+    hooks = list(callbacks) if dd.is_main else []
+    if dd.is_main and out_dir is not None:
+        hooks.insert(0, JsonlLog(out_dir, fresh=not resume))
+    checkpointer = None
+    if ckpt_path is not None:  # every rank: their generators are gathered into the file
+        meta = {"model_config": _config_dict(raw_model), "train_config": asdict(cfg),
+                "tokenizer": tokenizer_dict}
+        checkpointer = Checkpointer(ckpt_path, raw_model, optimizer, data_gen, meta,
+                                    rank=dd.rank, world_size=dd.world_size)
+        hooks.append(checkpointer)
+    loop_cfg = replace(cfg, progress=cfg.progress and dd.is_main)
+    state = train(model, next_batch, loop_cfg, optimizer=optimizer, evaluate=evaluate,
+                  callbacks=hooks, state=state, stop_at=stop_at)
+    state.extra.update(rank=dd.rank, world_size=dd.world_size, device=str(device),
+                       checkpoint=checkpointer.saved if checkpointer else None)
+    return state
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+            tokenizer_dict: Any, data_gen: torch.Generator, dd: Distributed,
+            cfg: TrainConfig, device: torch.device) -> TrainState:
+    """Load weights, optimizer, loop state and generators from ``path``."""
+    ckpt = load_checkpoint(path)
+    check_resumable(ckpt, model, tokenizer_dict, path)
+    load_weights(model, ckpt["model"], path)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    start = int(ckpt["step"])
+    state = TrainState(step=start, step_losses=list(ckpt["losses"].to(device).unbind()),
+                       lrs=list(ckpt.get("lrs", [])),
+                       history=[dict(h) for h in ckpt["history"]])
+    if len(ckpt["rng"]) == dd.world_size:
+        set_rng_state(ckpt["rng"][dd.rank], data_gen)
+    else:
+        warnings.warn(f"{path} was written by {len(ckpt['rng'])} process(es), this run has "
+                      f"{dd.world_size}: the data streams restart from new seeds, so the "
+                      f"resumed run is not an exact continuation", stacklevel=3)
+        seed_everything(cfg.seed + dd.rank + 7919 * start)
+        data_gen.manual_seed(cfg.seed + dd.rank + 7919 * start)
+    return state
+
+
+def _config_dict(model: nn.Module) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    return config.to_dict() if hasattr(config, "to_dict") else {}
+
+
+def check_resumable(ckpt: dict[str, Any], model: nn.Module, tokenizer_dict: Any,
+                    path: Path | None) -> None:
+    """The checkpoint must belong to this model and tokenizer, or resuming is meaningless."""
+    saved, ours = ckpt["model_config"], _config_dict(model)
+    if "vocab_size" in saved and "vocab_size" in ours:
+        check_vocab(model.config, saved["vocab_size"], f"the checkpoint {path}")
+    differ = {k: (saved.get(k), ours.get(k)) for k in set(saved) | set(ours)
+              if k != "attention" and saved.get(k) != ours.get(k)}
+    if differ:
+        raise ValueError(f"{path} holds a different model: {differ} (checkpoint, this run); "
+                         f"resume with the same model settings or use a new --out folder")
+    if ckpt["tokenizer"] is not None and tokenizer_dict is not None \
+            and ckpt["tokenizer"] != tokenizer_dict:
+        raise ValueError(f"{path} was trained with a different tokenizer than this data's; "
+                         f"resume with the checkpoint's tokenizer (run_training does this)")
+
+
+def run_training(model_args: dict[str, Any], cfg: TrainConfig, *,
+                 out_dir: str | Path | None = None, resume: bool = False,
+                 stop_at: int | None = None, callbacks: Sequence[Callback] = (),
+                 data: LMData | None = None) -> tuple[GPT, TrainState, LMData]:
+    """Build the corpus, the tokenizer and a GPT from settings, then :func:`train_lm` it.
+
+    ``model_args`` are GPTConfig fields; ``vocab_size`` comes from the tokenizer (giving a
+    different one is an error). On resume the tokenizer is the checkpoint's. Returns
+    (model, state, data).
+    """
+    if data is None:
+        existing = None
+        if resume:
+            if out_dir is None:
+                raise ValueError("resume=True needs out_dir, the folder holding ckpt.pt")
+            saved = load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)["tokenizer"]
+            existing = tokenizer_from_dict(saved) if saved else None
+        data = prepare_lm_data(cfg.dataset, cfg.tokenizer, cfg.bpe_vocab_size, cfg.val_fraction,
+                               existing=existing)
+    args = dict(model_args)
+    if args.get("vocab_size") is not None:
+        check_vocab(GPTConfig(**args), data.vocab_size, f"the {cfg.tokenizer} tokenizer")
+    args["vocab_size"] = data.vocab_size
+    seed_everything(cfg.seed)
+    model = GPT(GPTConfig(**args))
+    state = train_lm(model, data, cfg, out_dir=out_dir, resume=resume, stop_at=stop_at,
+                     callbacks=callbacks)
+    return model, state, data
+
+
+def load_model(path: str | Path, device: torch.device | str | None = None
+               ) -> tuple[GPT, Tokenizer | None]:
+    """Rebuild (model, tokenizer) from a checkpoint, the model in eval mode on ``device``."""
+    ckpt = load_checkpoint(path)
+    config = GPTConfig.from_dict(ckpt["model_config"])
+    tokenizer = tokenizer_from_dict(ckpt["tokenizer"]) if ckpt["tokenizer"] else None
+    if tokenizer is not None:
+        check_vocab(config, tokenizer.vocab_size, f"the tokenizer stored in {path}")
+    model = GPT(config)
+    load_weights(model, ckpt["model"], path)
+    device = pick_device(str(device) if device else None)
+    return model.to(device).eval(), tokenizer
