@@ -8,7 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import slm_course.transformer as stage13
 from slm_course.gpt import GPT, GPTConfig, check_vocab, parameter_counts
+from slm_course.seq2seq import IGNORE_INDEX
 
 
 def tiny(**kw) -> GPTConfig:
@@ -58,7 +60,7 @@ def test_output_shapes_and_loss_is_cross_entropy():
     expected = F.cross_entropy(logits.reshape(15, 11), targets.reshape(15))
     assert torch.allclose(loss, expected)
     assert model(idx)[1] is None
-    targets[:, :2] = -1  # -1 = no target at that position
+    targets[:, :2] = IGNORE_INDEX  # no target at these positions
     _, partial = model(idx, targets)
     assert torch.allclose(partial, F.cross_entropy(logits[:, 2:].reshape(9, 11),
                                                    targets[:, 2:].reshape(9)))
@@ -152,7 +154,7 @@ def test_block_equals_pytorch_pre_norm_transformer_layer(attention):
     x = torch.randn(2, 7, 32)
     mask = nn.Transformer.generate_square_subsequent_mask(7)
     expected = layer(x, src_mask=mask, is_causal=True)
-    assert torch.allclose(block(x), expected, atol=1e-5)
+    assert torch.allclose(block(x)[0], expected, atol=1e-5)
 
 
 def test_explicit_attention_path_equals_fused_path():
@@ -206,3 +208,40 @@ def test_a_small_gpt_memorises_a_sequence():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1  # from ln 11 = 2.4
+
+
+def test_ignore_index_is_cross_entropys_default_and_skips_positions():
+    """One ignore index for every model: -100, F.cross_entropy's default."""
+    assert IGNORE_INDEX == -100 == nn.CrossEntropyLoss().ignore_index
+    torch.manual_seed(0)
+    model = GPT(tiny())
+    idx, targets = torch.randint(11, (2, 8)), torch.randint(11, (2, 8))
+    _, full = model(idx, targets)
+    targets[1] = IGNORE_INDEX  # the whole second row: the loss is the first row's
+    _, first_row = model(idx[:1], targets[:1])
+    assert torch.allclose(model(idx, targets)[1], first_row)
+    assert not torch.allclose(full, first_row)
+
+
+def test_the_gpt_is_built_from_stage_13s_parts():
+    """Lesson 13's parts are lesson 14's parts: the very classes, not look-alikes."""
+    model = GPT(tiny(bias=True))
+    for block in model.transformer.h:
+        assert type(block) is stage13.Block
+        assert type(block.attn) is stage13.MultiHeadAttention
+        assert type(block.mlp) is stage13.MLP
+        assert type(block.ln_1) is type(block.ln_2) is stage13.LayerNorm
+        assert block.causal
+    assert type(model.transformer.ln_f) is stage13.LayerNorm
+
+
+def test_parameter_names_are_gpt2s():
+    """The keys of Hugging Face's GPT2LMHeadModel (without its causal-mask buffers), so
+    loading and exporting GPT-2 weights (stage 17) is a one-to-one key map."""
+    names = list(GPT(tiny(n_layer=1, bias=True)).state_dict())
+    layer = [f"transformer.h.0.{n}" for n in (
+        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+        "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+        "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")]
+    assert names == ["transformer.wte.weight", "transformer.wpe.weight", *layer,
+                     "transformer.ln_f.weight", "transformer.ln_f.bias", "lm_head.weight"]

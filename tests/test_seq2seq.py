@@ -6,6 +6,7 @@ import torch
 from slm_course.seq2seq import (
     DIGIT0,
     EOS,
+    IGNORE_INDEX,
     PAD,
     SOS,
     VOCAB_SIZE,
@@ -14,7 +15,7 @@ from slm_course.seq2seq import (
     accuracy_by_length,
     digits_to_string,
     make_digit_batch,
-    seq2seq_loss,
+    sequence_loss,
     train_seq2seq,
 )
 
@@ -51,7 +52,8 @@ def test_targets_follow_the_task_and_padding_is_right(task, rule):
         assert batch.tgt_out[b, :n].tolist() == target
         assert batch.tgt_in[b, : n + 1].tolist() == [SOS] + target
         assert int(batch.tgt_out[b, n]) == EOS
-        assert torch.all(batch.src[b, n:] == PAD) and torch.all(batch.tgt_out[b, n + 1:] == PAD)
+        assert torch.all(batch.src[b, n:] == PAD)
+        assert torch.all(batch.tgt_out[b, n + 1:] == IGNORE_INDEX)  # the loss skips these
         assert torch.all(batch.tgt_in[b, n + 1:] == PAD)
 
 
@@ -83,8 +85,10 @@ def test_shapes(attention):
     model = Seq2Seq(emb_dim=8, hidden=12, attention=attention)
     batch = make_digit_batch(5, 2, 7, generator=0)
     B, S = batch.src.shape
-    logits, weights = model(batch.src, batch.src_lengths, batch.tgt_in)
-    assert logits.shape == (B, S + 1, VOCAB_SIZE)
+    logits, loss = model(batch.src, batch.src_lengths, batch.tgt_in)
+    assert logits.shape == (B, S + 1, VOCAB_SIZE) and loss is None
+    run_logits, weights = model.run(batch.src, batch.src_lengths, batch.tgt_in)
+    torch.testing.assert_close(run_logits, logits)
     tokens, dec_weights = model.greedy_decode(batch.src, batch.src_lengths, steps=4)
     assert tokens.shape == (B, 4) and tokens.dtype == torch.long
     if attention:
@@ -97,7 +101,7 @@ def test_attention_ignores_padding():
     torch.manual_seed(0)
     model = Seq2Seq(emb_dim=8, hidden=12, attention=True).eval()
     batch = make_digit_batch(6, 2, 8, generator=1)
-    _, weights = model(batch.src, batch.src_lengths, batch.tgt_in)
+    _, weights = model.run(batch.src, batch.src_lengths, batch.tgt_in)
     real = batch.src != PAD  # (B, S)
     assert torch.all(weights.masked_select(~real[:, None, :].expand_as(weights)) == 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
@@ -138,16 +142,35 @@ def test_additive_attention_matches_the_formula():
         torch.testing.assert_close(context[b], a @ h[b, :n])
 
 
-def test_loss_ignores_padding():
+def test_loss_ignores_the_ignore_index():
     torch.manual_seed(0)
     logits = torch.randn(2, 3, VOCAB_SIZE)
-    tgt = torch.tensor([[DIGIT0, EOS, PAD], [DIGIT0 + 1, DIGIT0, EOS]])
-    real = tgt != PAD
-    log_p = torch.log_softmax(logits, dim=-1).gather(-1, tgt[..., None]).squeeze(-1)
-    torch.testing.assert_close(seq2seq_loss(logits, tgt), -log_p[real].mean())  # 5 tokens
+    tgt = torch.tensor([[DIGIT0, EOS, IGNORE_INDEX], [DIGIT0 + 1, DIGIT0, EOS]])
+    real = tgt != IGNORE_INDEX
+    log_p = torch.log_softmax(logits, dim=-1).gather(-1, tgt.clamp(min=0)[..., None])
+    torch.testing.assert_close(sequence_loss(logits, tgt), -log_p.squeeze(-1)[real].mean())
     changed = logits.clone()
-    changed[0, 2] = 10 * torch.randn(VOCAB_SIZE)  # a wild prediction at PAD changes nothing
-    torch.testing.assert_close(seq2seq_loss(changed, tgt), seq2seq_loss(logits, tgt))
+    changed[0, 2] = 10 * torch.randn(VOCAB_SIZE)  # a wild prediction there changes nothing
+    torch.testing.assert_close(sequence_loss(changed, tgt), sequence_loss(logits, tgt))
+    half = sequence_loss(logits.bfloat16(), tgt)  # half precision is upcast to float32
+    assert half.dtype == torch.float32
+
+
+def test_forward_returns_the_loss_over_real_targets_only():
+    torch.manual_seed(0)
+    model = Seq2Seq(emb_dim=8, hidden=12, attention=True)
+    batch = make_digit_batch(6, 2, 8, generator=1)
+    assert torch.any(batch.tgt_out == IGNORE_INDEX), "the test needs a padded target"
+    logits, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+    real = batch.tgt_out != IGNORE_INDEX
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(
+        logits[real], batch.tgt_out[real]))
+
+
+def test_evaluation_restores_the_training_mode():
+    model = Seq2Seq(emb_dim=4, hidden=4).train()
+    accuracy_by_length(model, [2], n=4)
+    assert model.training
 
 
 @pytest.mark.parametrize("kwargs,message", [

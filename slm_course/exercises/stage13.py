@@ -34,10 +34,10 @@ def _reference_mha(x: torch.Tensor, w_qkv: torch.Tensor, b_qkv: torch.Tensor,
     C = x.shape[-1]
     mha = MultiHeadAttention(C, n_head)
     with torch.no_grad():
-        mha.qkv.weight.copy_(w_qkv)
-        mha.qkv.bias.copy_(b_qkv)
-        mha.proj.weight.copy_(w_out)
-        mha.proj.bias.copy_(b_out)
+        mha.c_attn.weight.copy_(w_qkv)
+        mha.c_attn.bias.copy_(b_qkv)
+        mha.c_proj.weight.copy_(w_out)
+        mha.c_proj.bias.copy_(b_out)
         return mha(x, causal=causal)[0]
 
 
