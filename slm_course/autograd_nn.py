@@ -23,7 +23,8 @@ import numpy as np
 
 from slm_course.autograd import Number, Value
 
-ACTIVATIONS = ("tanh", "relu", "linear")
+ACTIVATE = {"tanh": Value.tanh, "relu": Value.relu, "linear": lambda z: z}  # name -> act(z)
+ACTIVATIONS = tuple(ACTIVATE)
 
 
 class Module:
@@ -54,11 +55,7 @@ class Neuron(Module):
     def __call__(self, x: Sequence[Value | Number]) -> Value:
         _check_inputs(x, len(self.w))
         z = sum((wi * xi for wi, xi in zip(self.w, x, strict=True)), self.b)  # w . x + b
-        if self.activation == "tanh":
-            return z.tanh()
-        if self.activation == "relu":
-            return z.relu()
-        return z
+        return ACTIVATE[self.activation](z)
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -100,7 +97,8 @@ class ValueMLP(Module):
         rng = random.Random(seed)
         sizes = [n_inputs, *layer_sizes]
         last = len(layer_sizes) - 1
-        self.layers = [NeuronLayer(sizes[i], sizes[i + 1], "linear" if i == last else activation, rng)
+        self.layers = [NeuronLayer(sizes[i], sizes[i + 1],
+                                   "linear" if i == last else activation, rng)
                        for i in range(len(layer_sizes))]
 
     def __call__(self, x: Sequence[Value | Number]) -> Value | list[Value]:

@@ -29,17 +29,8 @@ def matmul_loops(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Python step at a time, which is why ``@`` (compiled, blocked, vectorized BLAS) is
     thousands of times faster.
     """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"matmul_loops multiplies 2-D matrices, got shapes {a.shape} and "
-                         f"{b.shape}; make a vector v a column with v[:, None] or a row with "
-                         f"v[None, :]")
-    n, k = a.shape
-    k_b, m = b.shape
-    if k != k_b:
-        raise ValueError(f"cannot multiply A {a.shape} by B {b.shape}: A has {k} columns but "
-                         f"B has {k_b} rows, and the inner dimensions must match (A (n, k) @ "
-                         f"B (k, m)); did you mean to transpose one of them?")
+    a, b = _check_matmul(np.asarray(a), np.asarray(b))
+    (n, k), m = a.shape, b.shape[1]
     c = np.zeros((n, m), dtype=np.result_type(a, b))  # (n, m)
     for i in range(n):
         for j in range(m):
@@ -59,22 +50,7 @@ def least_squares_normal_equations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     A. Forming A^T A squares the condition number (cond(A^T A) = cond(A)^2), so for
     ill-conditioned A prefer ``np.linalg.lstsq`` (QR/SVD based), which does not.
     """
-    a, b = _as_float(a, "A"), _as_float(b, "b")
-    if a.ndim != 2:
-        raise ValueError(f"A must be a 2-D matrix (m, n), got shape {a.shape}")
-    m, n = a.shape
-    if b.ndim not in (1, 2) or b.shape[0] != m:
-        raise ValueError(f"b must have shape ({m},) or ({m}, k) to match A {a.shape} (one "
-                         f"entry per row of A), got {b.shape}")
-    if m < n:
-        raise ValueError(f"A {a.shape} has fewer rows than columns: the system is "
-                         f"underdetermined, A^T A is singular and x_hat is not unique; use "
-                         f"np.linalg.lstsq, which returns the minimum-norm solution")
-    rank = np.linalg.matrix_rank(a)
-    if rank < n:
-        raise ValueError(f"A {a.shape} has rank {rank} < {n} columns: its columns are linearly "
-                         f"dependent, so A^T A is singular and x_hat is not unique; drop the "
-                         f"redundant columns or use np.linalg.lstsq (minimum-norm solution)")
+    a, b = _check_least_squares(_as_float(a, "A"), _as_float(b, "b"))
     gram = a.T @ a  # (n, n)
     rhs = a.T @ b   # (n,) or (n, k)
     return np.linalg.solve(gram, rhs)
@@ -88,18 +64,9 @@ def project_onto(v: np.ndarray, basis: np.ndarray) -> np.ndarray:
     i.e. p = P v with P = A (A^T A)^{-1} A^T. v is (n,) or (n, m) (m vectors as columns);
     p has v's shape. v - p is orthogonal to the subspace, and projecting p again gives p.
     """
-    v, basis = _as_float(v, "v"), _as_float(basis, "basis")
+    v, basis = _check_projection(_as_float(v, "v"), _as_float(basis, "basis"))
     if basis.ndim == 1:
-        if not np.any(basis):
-            raise ValueError("cannot project onto the zero vector: it spans no line; pass a "
-                             "non-zero direction u")
         basis = basis[:, None]  # (n, 1): a line is the column space of one column
-    if basis.ndim != 2:
-        raise ValueError(f"basis must be a vector (n,) or a matrix (n, k) whose columns span "
-                         f"the subspace, got shape {basis.shape}")
-    if v.ndim not in (1, 2) or v.shape[0] != basis.shape[0]:
-        raise ValueError(f"v has shape {v.shape} but the basis vectors have {basis.shape[0]} "
-                         f"entries; v must be ({basis.shape[0]},) or ({basis.shape[0]}, m)")
     x_hat = least_squares_normal_equations(basis, v)  # (k,) or (k, m)
     return basis @ x_hat
 
@@ -108,37 +75,18 @@ def power_iteration(a: np.ndarray, num_iters: int = 1000, tol: float | None = 1e
                     seed: int = 0, v0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Dominant eigenpair of a square matrix: repeat v <- A v / ||A v||; lambda = v^T A v.
 
-    Writing v0 = sum_i c_i q_i in eigenvectors, A^t v0 = sum_i c_i lambda_i^t q_i, so the
-    term with the largest |lambda_i| wins and the angle to q_1 shrinks like
-    |lambda_2 / lambda_1|^t. lambda is the Rayleigh quotient v^T A v (||v|| = 1), which keeps
-    the sign of a negative dominant eigenvalue.
-
-    Stops when the residual ||A v - lambda v|| <= tol ||A v||; with ``tol=None`` runs exactly
-    ``num_iters`` steps (to watch convergence). Raises RuntimeError when it does not
-    converge, e.g. when two eigenvalues share the largest magnitude (lambda and -lambda, or
-    a complex pair). The start vector is ``v0`` or a standard normal draw from ``seed``.
+    A^t v0 = sum_i c_i lambda_i^t q_i: the top eigenvector q_1 wins, and the angle to it
+    shrinks like |lambda_2 / lambda_1|^t. Stops once ||A v - lambda v|| <= tol ||A v||
+    (``tol=None``: runs all ``num_iters`` steps); raises RuntimeError if it never does, e.g.
+    for eigenvalues lambda and -lambda. Starts from ``v0``, or a normal draw from ``seed``.
     Returns (lambda, v) with ||v|| = 1 and the largest-magnitude entry of v positive.
     """
-    a = _as_float(a, "A")
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"power iteration needs a square matrix (A v must live where v does), "
-                         f"got shape {a.shape}; for a rectangular X use the singular vectors "
-                         f"(power iteration on X^T X)")
-    n = a.shape[0]
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"num_iters must be an int >= 1, got {num_iters!r}")
-    if v0 is None:
-        v = np.random.default_rng(seed).standard_normal(n)  # (n,)
-    else:
-        v = _as_float(v0, "v0")
-        if v.shape != (n,):
-            raise ValueError(f"v0 must have shape ({n},) to match A {a.shape}, got {v.shape}")
-    if not np.any(v):
-        raise ValueError("v0 must not be the zero vector: A^t 0 = 0 never finds a direction")
-    v = v / np.linalg.norm(v)
+    a = _check_square(_as_float(a, "A"))
+    _check_positive_int("num_iters", num_iters)
+    v = _start_vector(a.shape[0], seed, v0)  # (n,), ||v|| = 1
     for _ in range(num_iters):
         w = a @ v            # (n,)
-        lam = float(v @ w)   # Rayleigh quotient v^T A v
+        lam = float(v @ w)   # Rayleigh quotient v^T A v (keeps a negative lambda's sign)
         norm_w = float(np.linalg.norm(w))
         if tol is not None and np.linalg.norm(w - lam * v) <= tol * norm_w:
             return lam, _fix_sign(v)
@@ -147,10 +95,7 @@ def power_iteration(a: np.ndarray, num_iters: int = 1000, tol: float | None = 1e
         v = w / norm_w
     if tol is None:
         return float(v @ (a @ v)), _fix_sign(v)
-    raise RuntimeError(f"power iteration did not converge in {num_iters} steps (relative "
-                       f"residual {np.linalg.norm(w - lam * v) / norm_w:.2e} > tol={tol}); "
-                       f"the two largest |eigenvalues| may be (nearly) equal, e.g. lambda and "
-                       f"-lambda or a complex pair; raise num_iters or use np.linalg.eig")
+    raise _not_converged(num_iters, float(np.linalg.norm(w - lam * v) / norm_w), tol)
 
 
 class PCA(NamedTuple):
@@ -171,23 +116,12 @@ def pca_svd(x: np.ndarray, k: int | None = None) -> PCA:
     (k numbers per sample) and reconstruct with x_hat = mean + z @ components.
     """
     x = _as_float(x, "X")
-    if x.ndim != 2:
-        raise ValueError(f"X must be 2-D (n samples, d features), got shape {x.shape}; "
-                         f"flatten images first, e.g. images.reshape(len(images), -1)")
-    n, d = x.shape
-    if n < 2:
-        raise ValueError(f"PCA needs at least 2 samples to measure a variance, got {n}")
-    r = min(n, d)
-    if k is None:
-        k = r
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
-        raise ValueError(f"k must be an int in 1..{r} (at most min(n, d) = min({n}, {d}) "
-                         f"components exist), got {k!r}")
+    k = _check_pca(x, k)
     mean = x.mean(axis=0)   # (d,)
     centred = x - mean      # (n, d)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)  # s (r,), vt (r, d)
-    components = _fix_sign(vt[:k])            # (k, d)
-    explained_variance = s[:k] ** 2 / (n - 1)  # (k,)
+    components = _fix_sign(vt[:k])  # (k, d)
+    explained_variance = s[:k] ** 2 / (len(x) - 1)  # (k,): the variance along each
     return PCA(components, explained_variance, mean)
 
 
@@ -210,3 +144,101 @@ def _as_float(value: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} contains NaN or inf; clean the data before the linear "
                          f"algebra (np.isfinite finds the bad entries)")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks, kept out of the algorithms above so that a lesson shows the algorithm.
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_matmul(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"matmul_loops multiplies 2-D matrices, got shapes {a.shape} and "
+                         f"{b.shape}; make a vector v a column with v[:, None] or a row with "
+                         f"v[None, :]")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"cannot multiply A {a.shape} by B {b.shape}: A has {a.shape[1]} "
+                         f"columns but B has {b.shape[0]} rows, and the inner dimensions must "
+                         f"match (A (n, k) @ B (k, m)); did you mean to transpose one of them?")
+    return a, b
+
+
+def _check_least_squares(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if a.ndim != 2:
+        raise ValueError(f"A must be a 2-D matrix (m, n), got shape {a.shape}")
+    m, n = a.shape
+    if b.ndim not in (1, 2) or b.shape[0] != m:
+        raise ValueError(f"b must have shape ({m},) or ({m}, k) to match A {a.shape} (one "
+                         f"entry per row of A), got {b.shape}")
+    if m < n:
+        raise ValueError(f"A {a.shape} has fewer rows than columns: the system is "
+                         f"underdetermined, A^T A is singular and x_hat is not unique; use "
+                         f"np.linalg.lstsq, which returns the minimum-norm solution")
+    rank = np.linalg.matrix_rank(a)
+    if rank < n:
+        raise ValueError(f"A {a.shape} has rank {rank} < {n} columns: its columns are linearly "
+                         f"dependent, so A^T A is singular and x_hat is not unique; drop the "
+                         f"redundant columns or use np.linalg.lstsq (minimum-norm solution)")
+    return a, b
+
+
+def _check_projection(v: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if basis.ndim == 1 and not np.any(basis):
+        raise ValueError("cannot project onto the zero vector: it spans no line; pass a "
+                         "non-zero direction u")
+    if basis.ndim not in (1, 2):
+        raise ValueError(f"basis must be a vector (n,) or a matrix (n, k) whose columns span "
+                         f"the subspace, got shape {basis.shape}")
+    if v.ndim not in (1, 2) or v.shape[0] != basis.shape[0]:
+        raise ValueError(f"v has shape {v.shape} but the basis vectors have {basis.shape[0]} "
+                         f"entries; v must be ({basis.shape[0]},) or ({basis.shape[0]}, m)")
+    return v, basis
+
+
+def _check_square(a: np.ndarray) -> np.ndarray:
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"power iteration needs a square matrix (A v must live where v does), "
+                         f"got shape {a.shape}; for a rectangular X use the singular vectors "
+                         f"(power iteration on X^T X)")
+    return a
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _start_vector(n: int, seed: int, v0: np.ndarray | None) -> np.ndarray:
+    """``v0`` (checked), or a standard normal draw from ``seed``, scaled to length 1."""
+    if v0 is None:
+        v = np.random.default_rng(seed).standard_normal(n)  # (n,)
+    else:
+        v = _as_float(v0, "v0")
+        if v.shape != (n,):
+            raise ValueError(f"v0 must have shape ({n},) to match A ({n}, {n}), got {v.shape}")
+    if not np.any(v):
+        raise ValueError("v0 must not be the zero vector: A^t 0 = 0 never finds a direction")
+    return v / np.linalg.norm(v)
+
+
+def _not_converged(num_iters: int, residual: float, tol: float) -> RuntimeError:
+    return RuntimeError(f"power iteration did not converge in {num_iters} steps (relative "
+                        f"residual {residual:.2e} > tol={tol}); the two largest |eigenvalues| "
+                        f"may be (nearly) equal, e.g. lambda and -lambda or a complex pair; "
+                        f"raise num_iters or use np.linalg.eig")
+
+
+def _check_pca(x: np.ndarray, k: int | None) -> int:
+    """Raise unless X is (n >= 2, d); return k, or min(n, d) when k is None."""
+    if x.ndim != 2:
+        raise ValueError(f"X must be 2-D (n samples, d features), got shape {x.shape}; "
+                         f"flatten images first, e.g. images.reshape(len(images), -1)")
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"PCA needs at least 2 samples to measure a variance, got {n}")
+    r = min(n, d)
+    k = r if k is None else k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= r:
+        raise ValueError(f"k must be an int in 1..{r} (at most min(n, d) = min({n}, {d}) "
+                         f"components exist), got {k!r}")
+    return k

@@ -121,11 +121,8 @@ class Layer:
 
 
 class Linear(Layer):
-    """Fully connected layer y = x W + b with W: (D_in, D_out), b: (D_out,).
-
-    W starts as N(0, 1 / D_in), b as zeros; ``rng`` defaults to NumPy's global generator.
-    W is the transpose of ``nn.Linear``'s weight, so the forward reads as a matrix product.
-    """
+    """Fully connected layer y = x W + b, W: (D_in, D_out) (``nn.Linear``'s weight transposed),
+    b: (D_out,). W starts as N(0, 1 / D_in), b as 0; ``rng`` defaults to NumPy's global one."""
 
     def __init__(self, in_features: int, out_features: int, *,
                  rng: np.random.Generator | None = None) -> None:

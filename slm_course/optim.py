@@ -36,6 +36,18 @@ def warmup_cosine_lr(step: int, *, max_lr: float, min_lr: float, warmup_steps: i
     The warm-up reaches ``max_lr`` at step W-1, the cosine starts from ``max_lr`` at step W
     and approaches ``min_lr`` as step -> T. ``warmup_steps=0`` means no warm-up.
     """
+    _check_schedule(step, max_lr=max_lr, min_lr=min_lr, warmup_steps=warmup_steps,
+                    max_steps=max_steps)
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return float(min_lr)
+    progress = (step - warmup_steps) / (max_steps - warmup_steps)  # in [0, 1)
+    return min_lr + (max_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _check_schedule(step: int, *, max_lr: float, min_lr: float, warmup_steps: int,
+                    max_steps: int) -> None:
     _check_count("step", step, minimum=0)
     _check_count("warmup_steps", warmup_steps, minimum=0)
     _check_count("max_steps", max_steps, minimum=1)
@@ -48,12 +60,6 @@ def warmup_cosine_lr(step: int, *, max_lr: float, min_lr: float, warmup_steps: i
     if min_lr > max_lr:
         raise ValueError(f"min_lr={min_lr} > max_lr={max_lr}: the schedule decays from max_lr "
                          f"down to min_lr; swap them or lower min_lr")
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= max_steps:
-        return float(min_lr)
-    progress = (step - warmup_steps) / (max_steps - warmup_steps)  # in [0, 1)
-    return min_lr + (max_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _check_count(name: str, value: object, *, minimum: int) -> None:
@@ -107,7 +113,7 @@ def adam_update(param: Array, grad: Array, m: Array, v: Array, t: int, *, lr: fl
                 ) -> tuple[Array, Array, Array]:
     """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step at step t = 1, 2, ...
 
-    Returns (param, m, v)::
+    Returns (param, m, v). The Adam and AdamW equations, stated here once for the course::
 
         Adam:  g = grad + weight_decay * param   (L2: the decay goes through 1/sqrt(v))
         AdamW: param = param * (1 - lr * weight_decay);  g = grad   (decay applied directly)
@@ -116,9 +122,7 @@ def adam_update(param: Array, grad: Array, m: Array, v: Array, t: int, *, lr: fl
         m_hat = m / (1 - beta1^t),  v_hat = v / (1 - beta2^t)   (bias correction, m_0 = v_0 = 0)
         param = param - lr * m_hat / (sqrt(v_hat) + eps)
     """
-    if t < 1:
-        raise ValueError(f"Adam's step counter t starts at 1 (bias correction divides by "
-                         f"1 - beta^t), got t={t}")
+    _check_step_counter(t)
     if decoupled:
         param = param * (1 - lr * weight_decay)
         g = grad
@@ -129,6 +133,12 @@ def adam_update(param: Array, grad: Array, m: Array, v: Array, t: int, *, lr: fl
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
     return param - lr * m_hat / (v_hat**0.5 + eps), m, v
+
+
+def _check_step_counter(t: int) -> None:
+    if t < 1:
+        raise ValueError(f"Adam's step counter t starts at 1 (bias correction divides by "
+                         f"1 - beta^t), got t={t}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,12 +196,8 @@ class PerParameterOptimizer(torch.optim.Optimizer):
 
 
 class SGD(PerParameterOptimizer):
-    """Stochastic gradient descent with optional momentum; see :func:`sgd_update`::
-
-        v = momentum * v + (grad + weight_decay * p);   p = p - lr * v
-        (Nesterov: p = p - lr * (grad + weight_decay * p + momentum * v))
-
-    Matches ``torch.optim.SGD(params, lr, momentum, nesterov=..., weight_decay=...)``.
+    """Stochastic gradient descent with optional (Nesterov) momentum: :func:`sgd_update` on
+    every parameter. Matches ``torch.optim.SGD(params, lr, momentum, nesterov, weight_decay)``.
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0.0,
@@ -212,13 +218,8 @@ class SGD(PerParameterOptimizer):
 
 
 class RMSProp(PerParameterOptimizer):
-    """RMSProp (Hinton, 2012); see :func:`rmsprop_update`::
-
-        g = grad + weight_decay * p;   s = alpha * s + (1 - alpha) * g^2;
-        p = p - lr * g / (sqrt(s) + eps)
-
-    Matches ``torch.optim.RMSprop(params, lr, alpha, eps, weight_decay)`` (no momentum,
-    not centered).
+    """RMSProp (Hinton, 2012): :func:`rmsprop_update` on every parameter. Matches
+    ``torch.optim.RMSprop(params, lr, alpha, eps, weight_decay)`` (no momentum, not centered).
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99,
@@ -237,12 +238,9 @@ class RMSProp(PerParameterOptimizer):
 
 
 class Adam(PerParameterOptimizer):
-    """Adam (Kingma & Ba, 2015); ``weight_decay`` is L2 added to the gradient::
-
-        g = grad + weight_decay * p;   m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
-        p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
-
-    See :func:`adam_update`. Matches ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``.
+    """Adam (Kingma & Ba, 2015): :func:`adam_update` (which states the equations) on every
+    parameter, with ``weight_decay`` as L2 added to the gradient.
+    Matches ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``.
     """
 
     decoupled = False  # AdamW sets True: decay the weights directly, not through the gradient
@@ -267,14 +265,9 @@ class Adam(PerParameterOptimizer):
 
 
 class AdamW(Adam):
-    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
-
-    Each step first shrinks every weight by the factor (1 - lr * weight_decay), whatever its
-    gradient history, then takes the Adam step on the loss gradient alone::
-
-        p = p * (1 - lr * weight_decay);   then Adam with g = grad
-
-    See :func:`adam_update`. Matches ``torch.optim.AdamW`` (same default ``weight_decay=0.01``).
+    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, which shrinks
+    every weight whatever its gradient history (``decoupled=True`` in :func:`adam_update`).
+    Matches ``torch.optim.AdamW`` (same default ``weight_decay=0.01``).
     """
 
     decoupled = True

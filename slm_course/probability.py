@@ -146,6 +146,15 @@ def cross_entropy(logits: ArrayLike, targets: ArrayLike, reduction: str = "mean"
     Equals ``torch.nn.functional.cross_entropy`` on (N, C) logits.
     """
     z, back = _to_numpy(logits)
+    y = _check_targets(z, targets)
+    reduce = _reduction(reduction)
+    logp = log_softmax(z, axis=-1)  # (..., C)
+    nll = -np.take_along_axis(logp, y[..., None].astype(np.int64), axis=-1)[..., 0]  # (...)
+    return back(reduce(nll))
+
+
+def _check_targets(z: np.ndarray, targets: ArrayLike) -> np.ndarray:
+    """Targets as an integer array of shape z.shape[:-1] with ids in [0, C), or a clear error."""
     y = targets.detach().cpu().numpy() if _is_tensor(targets) else np.asarray(targets)
     if z.ndim < 1 or z.shape[-1] == 0:
         raise ValueError(f"logits must have shape (N, C) with C >= 1, got {z.shape}")
@@ -159,15 +168,17 @@ def cross_entropy(logits: ArrayLike, targets: ArrayLike, reduction: str = "mean"
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"targets must lie in [0, {n_classes}) for {n_classes} classes, got "
                          f"values from {y.min()} to {y.max()}")
-    logp = log_softmax(z, axis=-1)  # (..., C)
-    nll = -np.take_along_axis(logp, y[..., None].astype(np.int64), axis=-1)[..., 0]  # (...)
-    if reduction == "mean":
-        return back(nll.mean())
-    if reduction == "sum":
-        return back(nll.sum())
-    if reduction == "none":
-        return back(nll)
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return y
+
+
+_REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "mean": np.mean, "sum": np.sum, "none": lambda losses: losses}
+
+
+def _reduction(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if name not in _REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {name!r}")
+    return _REDUCTIONS[name]
 
 
 def perplexity(logits: ArrayLike, targets: ArrayLike) -> Any:
@@ -264,15 +275,7 @@ def sample_categorical(probs: ArrayLike, num_samples: int, rng: np.random.Genera
     category k owns the interval [F_{k-1}, F_k) of width p_k.
     probs: (K,) or (B, K), rows summing to 1. Returns (num_samples,) or (B, num_samples).
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(0)),"
-                        f" got {type(rng).__name__}")
-    if int(num_samples) != num_samples or num_samples < 0:
-        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
-    p, _ = _to_numpy(probs)
-    if p.ndim not in (1, 2):
-        raise ValueError(f"probs must have shape (K,) or (B, K), got {p.shape}")
-    _check_distribution(p, "probs", axis=-1)
+    p = _check_sampling(probs, num_samples, rng)  # (K,) or (B, K)
     cdf = np.cumsum(p, axis=-1)  # (..., K)
     cdf = cdf / cdf[..., -1:]  # the last edge is exactly 1, so every u < 1 lands somewhere
     u = rng.random((*p.shape[:-1], int(num_samples)))  # (..., S)
@@ -283,3 +286,17 @@ def sample_categorical(probs: ArrayLike, num_samples: int, rng: np.random.Genera
 
         return torch.as_tensor(ids, dtype=torch.long, device=probs.device)
     return ids
+
+
+def _check_sampling(probs: ArrayLike, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """``probs`` as a checked (K,) or (B, K) array of distributions, or a clear error."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(0)),"
+                        f" got {type(rng).__name__}")
+    if int(num_samples) != num_samples or num_samples < 0:
+        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+    p, _ = _to_numpy(probs)
+    if p.ndim not in (1, 2):
+        raise ValueError(f"probs must have shape (K,) or (B, K), got {p.shape}")
+    _check_distribution(p, "probs", axis=-1)
+    return p

@@ -14,8 +14,8 @@ import numpy as np
 
 from slm_course.exercises.checking import call_learner, expect, expect_close, passed
 from slm_course.numpy_nn import (
-    SGD,
     BCEWithLogitsLoss,
+    GradientDescent,
     Linear,
     Sequential,
     Tanh,
@@ -141,5 +141,5 @@ def _reference_xor_losses(X: np.ndarray, y: np.ndarray, *, steps: int, lr: float
     rng = np.random.default_rng(seed)
     model = Sequential(Linear(2, hidden, rng=rng), Tanh(), Linear(hidden, 1, rng=rng))
     losses = fit(model, BCEWithLogitsLoss(), X, y.reshape(-1, 1).astype(np.float64),
-                 optimizer=SGD(model.parameters(), lr=lr), steps=steps)
+                 optimizer=GradientDescent(model.parameters(), lr=lr), steps=steps)
     return np.array(losses)
