@@ -19,7 +19,7 @@ Stage 14: GPT, the small language model (every later stage trains with it).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,6 +197,25 @@ def train(model: nn.Module, next_batch: Callable[[], Batch], cfg: TrainConfig, *
     if state.step < cfg.max_steps:
         report("stop")  # stopped on purpose: a checkpoint callback saves here
     return state
+
+
+def batches_from(loader: Iterable[Batch], device: torch.device | str | None = None
+                 ) -> Callable[[], Batch]:
+    """Turn a finite ``DataLoader`` (or any iterable of batches) into the loop's
+    ``next_batch``: epoch after epoch (a shuffling loader reshuffles each one), each batch
+    moved to ``device``."""
+    def batches() -> Iterator[Batch]:
+        while True:
+            empty = True
+            for batch in loader:
+                empty = False
+                yield tuple(t.to(device) if device is not None else t for t in batch)
+            if empty:
+                raise ValueError("the loader gave no batch: is the dataset empty, or "
+                                 "batch_size larger than it with drop_last=True?")
+
+    stream = batches()
+    return lambda: next(stream)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from slm_course.helpers.eval_mode import evaluating
 from slm_course.lm_data import LMData, prepare_lm_data, split_loss, split_text
 from slm_course.optim import warmup_cosine_lr
 from slm_course.tokenizers import CharTokenizer
-from slm_course.train import TrainConfig, estimate_loss, param_groups, train
+from slm_course.train import TrainConfig, batches_from, estimate_loss, param_groups, train
 
 TEXT = "".join(f"{w} " for i in range(400) for w in ("to be", "or not", "that is", str(i % 7)))
 
@@ -250,6 +250,22 @@ def test_the_loop_trains_a_classifier_and_reports_in_order():
     assert state.history[0]["val_accuracy"] < 0.9 < state.history[-1]["val_accuracy"]
     with pytest.raises(ValueError, match="never measured val_loss"):
         _ = state.final_val_loss
+
+
+def test_batches_from_a_loader_run_epoch_after_epoch():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.arange(10.0)[:, None]
+    loader = DataLoader(TensorDataset(x, x.squeeze(1).long()), batch_size=4, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
+    next_batch = batches_from(loader, "cpu")
+    seen = [next_batch()[1] for _ in range(6)]  # 3 batches an epoch (4, 4, 2): two epochs
+    assert [len(b) for b in seen] == [4, 4, 2, 4, 4, 2]
+    assert sorted(torch.cat(seen[:3]).tolist()) == sorted(torch.cat(seen[3:]).tolist()) \
+        == list(range(10))
+    assert not torch.equal(torch.cat(seen[:3]), torch.cat(seen[3:])), "reshuffled each epoch"
+    with pytest.raises(ValueError, match="gave no batch"):
+        batches_from([])()
 
 
 def test_the_loop_stays_short_enough_to_read_in_a_lesson():
