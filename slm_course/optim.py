@@ -111,9 +111,7 @@ def adam_update(param: Array, grad: Array, m: Array, v: Array, t: int, *, lr: fl
                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                 weight_decay: float = 0.0, decoupled: bool = False
                 ) -> tuple[Array, Array, Array]:
-    """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step at step t = 1, 2, ...
-
-    Returns (param, m, v). The Adam and AdamW equations, stated here once for the course::
+    """One Adam step (AdamW if ``decoupled``) at step t = 1, 2, ...; returns (param, m, v)::
 
         Adam:  g = grad + weight_decay * param   (L2: the decay goes through 1/sqrt(v))
         AdamW: param = param * (1 - lr * weight_decay);  g = grad   (decay applied directly)
@@ -238,8 +236,8 @@ class RMSProp(PerParameterOptimizer):
 
 
 class Adam(PerParameterOptimizer):
-    """Adam (Kingma & Ba, 2015): :func:`adam_update` (which states the equations) on every
-    parameter, with ``weight_decay`` as L2 added to the gradient.
+    """Adam (Kingma & Ba, 2015): :func:`adam_update` (the one statement of its equations) on
+    every parameter, with ``weight_decay`` as L2 added to the gradient.
     Matches ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``.
     """
 

@@ -82,16 +82,7 @@ def train_perceptron(X: np.ndarray, y: np.ndarray, *, epochs: int = 100, lr: flo
     and applies :func:`perceptron_update`. Training stops after the first epoch without a
     mistake, or after ``epochs`` epochs.
     """
-    X = _as_points(X)
-    y = np.asarray(y)
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y has shape {y.shape} but X has {X.shape[0]} rows; "
-                         f"give one label per row, shape ({X.shape[0]},)")
-    if not np.isin(y, (-1, 1)).all():
-        raise ValueError(f"perceptron labels are -1 or +1, got values {np.unique(y)}; "
-                         f"convert 0/1 labels with y = 2 * y - 1")
-    if epochs < 1 or lr <= 0:
-        raise ValueError(f"need epochs >= 1 and lr > 0, got epochs={epochs}, lr={lr}")
+    X, y = _check_training(X, y, epochs=epochs, lr=lr)
     w, b = np.zeros(X.shape[1]), 0.0
     run = PerceptronRun(w=w, b=b)
     for _ in range(epochs):
@@ -158,3 +149,17 @@ def _as_points(X: np.ndarray) -> np.ndarray:
         raise ValueError(f"X must be a matrix of points, shape (N, D), got shape {X.shape}; "
                          f"for one point use X[None, :]")
     return X
+
+
+def _check_training(X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _as_points(X), np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y has shape {y.shape} but X has {X.shape[0]} rows; "
+                         f"give one label per row, shape ({X.shape[0]},)")
+    if not np.isin(y, (-1, 1)).all():
+        raise ValueError(f"perceptron labels are -1 or +1, got values {np.unique(y)}; "
+                         f"convert 0/1 labels with y = 2 * y - 1")
+    if epochs < 1 or lr <= 0:
+        raise ValueError(f"need epochs >= 1 and lr > 0, got epochs={epochs}, lr={lr}")
+    return X, y

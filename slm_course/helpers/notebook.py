@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +25,11 @@ class Session:
 
 
 def start(seed: int = 0, *, quiet: bool = False) -> Session:
-    """Seed everything, set a readable plot style and print the profile.
+    """Seed everything, set a readable plot style and print the profile and the device.
 
-    Every lesson and solution notebook calls this in its first code cell.
+    The device is the one :func:`slm_course.helpers.device.pick_device` chooses (CUDA, then
+    MPS, then CPU, or ``$SLM_COURSE_DEVICE``); without PyTorch (stages 01-05 need only NumPy)
+    the line says so. Every lesson and solution notebook calls this in its first code cell.
     """
     rng = seed_everything(seed)
     profile = current_profile()
@@ -37,5 +40,17 @@ def start(seed: int = 0, *, quiet: bool = False) -> Session:
     except ImportError:
         pass
     if not quiet:
-        print(f"slm-course | profile: {profile} | seed: {seed}")
+        print(f"slm-course | profile: {profile} | seed: {seed} | device: {device_report()}")
     return Session(profile=profile, seed=seed, rng=rng)
+
+
+def device_report() -> str:
+    """The device PyTorch code will run on, or a note that PyTorch is not installed.
+
+    PyTorch is imported only here and only if installed, so ``start`` works with NumPy alone.
+    """
+    if importlib.util.find_spec("torch") is None:
+        return "none (PyTorch is not installed; NumPy only)"
+    from slm_course.helpers.device import pick_device
+
+    return str(pick_device())

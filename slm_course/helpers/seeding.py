@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -13,12 +12,17 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
 
     Returns a fresh ``numpy.random.Generator`` seeded with ``seed``, the modern way to
     draw NumPy random numbers in new code.
+
+    Python's hash seed is left alone: it only changes the hash of ``str`` and ``bytes``, and
+    so the iteration order of a set of strings, and the course sorts wherever that order
+    could matter (a vocabulary is ``sorted(set(text))``). Python reads ``PYTHONHASHSEED``
+    once, when the interpreter starts, so setting it here would reach only child processes;
+    a script that needed it would be launched as ``PYTHONHASHSEED=0 python ...``.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import torch
     except ImportError:  # stages 01-05 run on NumPy alone
