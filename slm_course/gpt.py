@@ -15,7 +15,8 @@ The blocks are stage 13's: :class:`slm_course.transformer.Block` with its
 model around them: the config, token and position embeddings, weight tying, GPT-2's
 initialisation and the loss. The layout and names are nanoGPT's ``model.py``, which are
 GPT-2's (``transformer.wte``, ``transformer.h.0.attn.c_attn``, ``lm_head``, ...), so the
-keys of a Hugging Face ``GPT2LMHeadModel`` state dict map one to one onto ours (stage 17).
+keys of a Hugging Face ``GPT2LMHeadModel`` state dict map one to one onto ours (stage 17;
+GPT-2 stores ``c_attn``, ``c_proj`` and ``c_fc`` as Conv1D, so those weights are transposed).
 Attention runs through PyTorch's fused ``F.scaled_dot_product_attention``;
 ``GPTConfig(attention="explicit")`` switches to the readable
 ``slm_course.attention.scaled_dot_product_attention`` and the tests prove the two equal.

@@ -11,7 +11,8 @@ the GPT) or an encoder (``causal=False``: every token sees every other one).
 The names are GPT-2's, as OpenAI's checkpoint and Hugging Face's ``GPT2LMHeadModel`` spell
 them (``wte``, ``wpe``, ``h``, ``ln_1``, ``attn.c_attn``, ``attn.c_proj``, ``ln_2``,
 ``mlp.c_fc``, ``mlp.c_proj``, ``ln_f``, ``lm_head``; sizes ``n_embd``, ``n_head``,
-``n_layer``), so loading or exporting GPT-2 weights (stage 17) maps keys one to one.
+``n_layer``), so loading or exporting GPT-2 weights (stage 17) maps keys one to one (GPT-2
+keeps ``c_attn``, ``c_proj``, ``c_fc`` as Conv1D: the same matrices, transposed).
 
 Stage 13: the transformer.
 """
