@@ -20,7 +20,7 @@ Stage 12: attention and seq2seq.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -58,9 +58,12 @@ class DigitBatch:
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
 
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """src, src_lengths, tgt_in, tgt_out: so ``_, loss = model(*batch)`` trains."""
+        return iter((self.src, self.src_lengths, self.tgt_in, self.tgt_out))
+
     def to(self, device: torch.device | str) -> DigitBatch:
-        return DigitBatch(*(t.to(device) for t in (self.src, self.src_lengths,
-                                                   self.tgt_in, self.tgt_out)))
+        return DigitBatch(*(t.to(device) for t in self))
 
 
 def make_digit_batch(batch_size: int, min_len: int, max_len: int, *, task: str = "reverse",
@@ -290,7 +293,7 @@ def train_seq2seq(model: Seq2Seq, *, steps: int, batch_size: int, min_len: int,
     for _ in range(steps):
         batch = make_digit_batch(batch_size, min_len, max_len, task=task,
                                  generator=generator).to(device)
-        _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+        _, loss = model(*batch)  # src, src_lengths, tgt_in, tgt_out
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -161,7 +161,7 @@ def test_forward_returns_the_loss_over_real_targets_only():
     model = Seq2Seq(emb_dim=8, hidden=12, attention=True)
     batch = make_digit_batch(6, 2, 8, generator=1)
     assert torch.any(batch.tgt_out == IGNORE_INDEX), "the test needs a padded target"
-    logits, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+    logits, loss = model(*batch)  # src, src_lengths, tgt_in, tgt_out
     real = batch.tgt_out != IGNORE_INDEX
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(
         logits[real], batch.tgt_out[real]))
