@@ -19,6 +19,7 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     3: ("probability and information", ("probability",)),
     4: ("optimization", ("optim",)),
     5: ("perceptron and backpropagation", ("perceptron", "numpy_nn")),
+    7: ("convolutional networks", ("cnn",)),
     6: ("multilayer perceptrons on MNIST", ("mlp",)),
     12: ("attention and seq2seq", ("attention", "seq2seq")),
     13: ("the transformer", ("transformer",)),
