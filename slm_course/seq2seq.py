@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from slm_course.attention import padding_mask
 from slm_course.helpers.eval_mode import evaluating
+from slm_course.train import TrainConfig, train
 
 # The vocabulary: three special tokens, then the ten digits.
 PAD, SOS, EOS = 0, 1, 2
@@ -284,22 +285,21 @@ def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def train_seq2seq(model: Seq2Seq, *, steps: int, batch_size: int, min_len: int,
                   max_len: int, task: str = "reverse", lr: float = 3e-3, clip: float = 1.0,
-                  seed: int = 0, device: torch.device | str = "cpu") -> list[float]:
-    """Train with Adam and gradient clipping on fresh random batches; return the losses."""
+                  seed: int = 0, device: torch.device | str = "cpu",
+                  progress: bool = True) -> list[float]:
+    """Adam at a constant learning rate with gradient clipping, on fresh random batches,
+    through the course's one loop (:func:`slm_course.train.train`); returns the losses."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.to(device).train()
-    losses = []
-    for _ in range(steps):
-        batch = make_digit_batch(batch_size, min_len, max_len, task=task,
-                                 generator=generator).to(device)
-        _, loss = model(*batch)  # src, src_lengths, tgt_in, tgt_out
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+    model.to(device)
+
+    def next_batch() -> tuple[torch.Tensor, ...]:  # src, src_lengths, tgt_in, tgt_out
+        return tuple(make_digit_batch(batch_size, min_len, max_len, task=task,
+                                      generator=generator).to(device))
+
+    cfg = TrainConfig(max_steps=steps, lr=lr, min_lr=lr, warmup_steps=0, grad_clip=clip,
+                      eval_interval=steps, log_interval=max(1, steps // 20), progress=progress)
+    state = train(model, next_batch, cfg, optimizer=torch.optim.Adam(model.parameters(), lr=lr))
+    return state.losses.tolist()
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from slm_course.helpers.configs import config_from_dict
 from slm_course.helpers.device import autocast_context

@@ -27,8 +27,8 @@ from torch import nn
 
 from slm_course.attention import causal_mask, scaled_dot_product_attention
 from slm_course.helpers.eval_mode import evaluating
-from slm_course.optim import warmup_cosine_lr
 from slm_course.seq2seq import IGNORE_INDEX, SOS, make_digit_batch, sequence_loss
+from slm_course.train import TrainConfig, train
 
 POSITIONS = ("learned", "sinusoidal")
 ATTENTION_PATHS = ("fast", "explicit")  # fused F.scaled_dot_product_attention, or readable
@@ -360,27 +360,23 @@ def digit_task_batch(batch_size: int, length: int, *, task: str = "sort",
 def train_digit_task(model: TinyTransformer, *, steps: int, batch_size: int, length: int,
                      task: str = "sort", lr: float = 3e-3, weight_decay: float = 0.01,
                      warmup: int = 50, clip: float = 1.0, seed: int = 0,
-                     device: torch.device | str = "cpu") -> list[float]:
-    """AdamW on fresh random batches, the learning rate warmed up linearly over ``warmup``
-    steps then decayed along a cosine to lr / 10; returns the losses."""
+                     device: torch.device | str = "cpu", progress: bool = True) -> list[float]:
+    """AdamW on fresh random batches through the course's one loop
+    (:func:`slm_course.train.train`): the learning rate warms up linearly over ``warmup``
+    steps, then decays along a cosine to lr / 10; returns the losses."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # multiplies lr by the factor below
-        optimizer, lambda step: warmup_cosine_lr(step, max_lr=1.0, min_lr=0.1,
-                                                 warmup_steps=warmup, max_steps=steps))
-    model.to(device).train()
-    losses = []
-    for _ in range(steps):
+    model.to(device)
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         _, inputs, targets = digit_task_batch(batch_size, length, task=task,
                                               generator=generator)
-        _, loss = model(inputs.to(device), targets.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return losses
+        return inputs.to(device), targets.to(device)
+
+    cfg = TrainConfig(max_steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=warmup,
+                      grad_clip=clip, eval_interval=steps, log_interval=max(1, steps // 20),
+                      progress=progress)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return train(model, next_batch, cfg, optimizer=optimizer).losses.tolist()
 
 
 @torch.no_grad()
