@@ -23,6 +23,7 @@ from slm_course.cnn import (
     conv2d_backward,
     conv2d_forward,
     conv2d_loops,
+    conv_bn_relu,
     conv_output_size,
     im2col,
     maxpool2d_backward,
@@ -31,9 +32,12 @@ from slm_course.cnn import (
     receptive_field,
     translate_images,
 )
+from slm_course.data import load_vision
 from slm_course.exercises.checking import CheckFailed
 from slm_course.exercises.stage07 import (
+    check_cnn_challenge,
     check_conv2d_forward,
+    check_conv_block,
     check_im2col,
     check_maxpool2d_backward,
 )
@@ -303,3 +307,46 @@ def test_checks_reject_the_usual_mistakes():
         check_conv2d_forward(conv_no_stride)
     with pytest.raises(CheckFailed, match="maximum"):
         check_maxpool2d_backward(pool_spread)
+
+
+class _Block(torch.nn.Module):
+    """A conv block for check_conv_block: right, or with one of the usual mistakes."""
+
+    def __init__(self, c_in, c_out, *, bias=False, relu_first=False, pool=True):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
+        self.norm = torch.nn.BatchNorm2d(c_out)
+        self.relu_first, self.pool = relu_first, pool
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = self.norm(F.relu(h)) if self.relu_first else F.relu(self.norm(h))
+        return F.max_pool2d(h, 2) if self.pool else h
+
+
+def test_conv_block_check_accepts_the_block_and_names_the_mistakes():
+    assert check_conv_block(_Block)
+    assert check_conv_block(lambda i, o: torch.nn.Sequential(conv_bn_relu(i, o),
+                                                             torch.nn.MaxPool2d(2)))
+    for mistake, message in [({"bias": True}, "bias"), ({"relu_first": True}, "order"),
+                             ({"pool": False}, "shape")]:
+        with pytest.raises(CheckFailed, match=message):
+            check_conv_block(lambda i, o, m=mistake: _Block(i, o, **m))
+
+
+def test_challenge_check_scores_on_the_test_split():
+    labels = load_vision(train=False).targets
+
+    class Oracle:  # knows the answers: passes any target
+        def predict(self, images):
+            return labels[:len(images)]
+
+    class Constant:  # always class 0: about 10%
+        def predict(self, images):
+            return torch.zeros(len(images), dtype=torch.long)
+
+    assert check_cnn_challenge(Oracle(), target=0.99, n_images=500) == 1.0
+    with pytest.raises(CheckFailed, match="target"):
+        check_cnn_challenge(Constant(), target=0.5, n_images=500)
+    with pytest.raises(CheckFailed, match="no predict"):
+        check_cnn_challenge(object(), target=0.5, n_images=500)
