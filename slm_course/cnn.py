@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from slm_course.mlp import evaluate_classifier
 from slm_course.numpy_nn import Layer, Parameter, linear_backward
 
 # ---------------------------------------------------------------------------------------
@@ -347,31 +348,16 @@ def random_translate(images: torch.Tensor, max_shift: int, fill: float = 0.0,
     return padded[n, c, rows, cols]
 
 
-@torch.no_grad()
 def accuracy_under_shift(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          shifts: Sequence[int], fill: float = 0.0, batch_size: int = 1000
                          ) -> list[float]:
     """Test accuracy with every image moved k pixels right and k down, for each k in shifts.
 
-    ``fill`` is the value of an empty pixel (after normalisation, -mean / std).
+    ``fill`` is the value of an empty pixel (after normalisation, -mean / std). The scoring
+    is stage 06's :func:`slm_course.mlp.evaluate_classifier` (eval mode, batched).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        return [_accuracy(model, translate_images(images, k, k, fill), labels, batch_size)
-                for k in shifts]
-    finally:
-        model.train(was_training)
-
-
-def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              batch_size: int) -> float:
-    device = next(model.parameters()).device
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        logits, _ = model(images[i:i + batch_size].to(device))
-        correct += int((logits.argmax(-1).cpu() == labels[i:i + batch_size]).sum())
-    return correct / len(images)
+    return [evaluate_classifier(model, translate_images(images, k, k, fill), labels,
+                                batch_size)["accuracy"] for k in shifts]
 
 
 # ---------------------------------------------------------------------------------------
