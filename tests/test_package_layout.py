@@ -106,3 +106,20 @@ def test_imports_run_one_way(name):
 def test_the_import_check_sees_nested_imports(tmp_path):
     (tmp_path / "m.py").write_text("def f():\n    from slm_course.cli.runs import train_lm\n")
     assert imported_modules(tmp_path / "m.py") == {"slm_course.cli.runs"}
+
+
+def test_the_ready_stages_are_the_same_everywhere():
+    """A stage is ready when it has reference code (STAGES), a lesson, and the two maps (the
+    README's and lesson 00's) say so; no map may call a missing stage ready."""
+    import nbformat
+
+    root = PACKAGE.parent
+    lessons = {int(p.name[:2]) for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    readme = {int(m) for m in re.findall(r"^\| (\d\d) \|.*\| ready \|$",
+                                         (root / "README.md").read_text(), flags=re.M)}
+    welcome = nbformat.read(next((root / "notebooks").glob("00_*.ipynb")), as_version=4)
+    text = "\n".join(c.source for c in welcome.cells if c.cell_type == "markdown")
+    lesson00 = {int(m) for m in re.findall(r"^\| (\d\d) \|.*\| ready \|$", text, flags=re.M)}
+    assert set(STAGES) == lessons == readme == lesson00, (
+        f"STAGES {sorted(STAGES)}, lessons {sorted(lessons)}, README ready {sorted(readme)}, "
+        f"lesson 00 ready {sorted(lesson00)}")
