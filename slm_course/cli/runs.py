@@ -126,9 +126,11 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     """Load weights, optimizer, loop state and generators from ``path``."""
     ckpt = load_checkpoint(path)
     check_resumable(ckpt, model, tokenizer_dict, path)
+    start = int(ckpt["step"])
+    if start > cfg.max_steps:
+        raise ValueError(_below_step_message(path, start, cfg.max_steps))
     load_weights(model, ckpt["model"], path)
     optimizer.load_state_dict(ckpt["optimizer"])
-    start = int(ckpt["step"])
     state = TrainState(step=start, step_losses=list(ckpt["losses"].to(device).unbind()),
                        lrs=list(ckpt.get("lrs", [])),
                        history=[dict(h) for h in ckpt["history"]])
@@ -163,6 +165,42 @@ def check_resumable(ckpt: dict[str, Any], model: nn.Module, tokenizer_dict: Any,
             and ckpt["tokenizer"] != tokenizer_dict:
         raise ValueError(f"{path} was trained with a different tokenizer than this data's; "
                          f"resume with the checkpoint's tokenizer (run_training does this)")
+
+
+# Settings that may differ on resume without changing what the run computes (max_steps may
+# grow: that is how a run is extended; it stretches the learning-rate schedule).
+FREE_ON_RESUME = ("progress", "num_threads", "log_interval", "max_steps")
+
+
+def _below_step_message(path: Path, step: int, max_steps: int) -> str:
+    return (f"--max_steps={max_steps} is below the step the checkpoint {path} reached "
+            f"({step}): a resumed run cannot go back. Give --max_steps={step} or more, or "
+            f"start a new run in another --out folder")
+
+
+def resume_changes(ckpt: dict[str, Any], model_args: dict[str, Any], cfg: TrainConfig,
+                   path: Path | str) -> dict[str, tuple[Any, Any]]:
+    """The training settings of this run that differ from the checkpoint's, as
+    {key: (checkpoint's, this run's)}, settings in FREE_ON_RESUME left out. A model setting
+    that differs, or ``max_steps`` below the checkpoint's step, is an error: the run cannot
+    continue at all."""
+    saved_model = ckpt.get("model_config", {})
+    model_diff = {k: (saved_model[k], v) for k, v in model_args.items()
+                  if k in saved_model and saved_model[k] != v}
+    if model_diff:
+        raise ValueError(f"{path} holds a different model: "
+                         f"{_describe(model_diff)} (checkpoint -> this run); the weights cannot "
+                         f"change shape, so resume with the checkpoint's model settings or "
+                         f"start a new run in another --out folder")
+    if int(ckpt["step"]) > cfg.max_steps:
+        raise ValueError(_below_step_message(Path(path), int(ckpt["step"]), cfg.max_steps))
+    saved, ours = ckpt.get("train_config", {}), asdict(cfg)
+    return {k: (saved.get(k), ours[k]) for k in ours
+            if k not in FREE_ON_RESUME and k in saved and saved[k] != ours[k]}
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
 
 
 def run_training(model_args: dict[str, Any], cfg: TrainConfig, *,

@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="checkpoint folder (default: runs/PRESET)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue exactly from OUT/ckpt.pt")
+                        help="continue exactly from OUT/ckpt.pt (settings must match the "
+                             "checkpoint's; --max_steps may grow)")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="with --resume: accept settings that differ from the "
+                             "checkpoint's (the log records them)")
     group = parser.add_argument_group(
         "settings", "override any model or training setting of the preset, e.g. --n_layer=6")
     for key in valid_keys():
@@ -41,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slm_course.cli.runs import run_training
+    from slm_course.cli.runs import resume_changes, run_training
     from slm_course.gpt import GPTConfig
-    from slm_course.helpers.checkpoints import CHECKPOINT_NAME
+    from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
     from slm_course.helpers.run_log import log_event
     from slm_course.lm_data import split_loss
 
@@ -62,7 +66,24 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{out / CHECKPOINT_NAME} exists: pass --resume to continue that run "
                          f"or choose another --out folder")
     cfg = preset.train
+    changes = {}
+    if args.resume:
+        ckpt_path = out / CHECKPOINT_NAME
+        changes = resume_changes(load_checkpoint(ckpt_path), preset.model, cfg, ckpt_path)
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        if changes and not args.allow_changes:
+            raise ValueError(f"--resume would not continue the same run: these settings differ "
+                             f"from the checkpoint {ckpt_path}'s: {listed} (checkpoint -> this "
+                             f"run). Drop those overrides to resume exactly, pass "
+                             f"--allow-changes to resume with them anyway (the log records "
+                             f"it), or start a new run in another --out folder")
+    elif args.allow_changes:
+        raise ValueError("--allow-changes only applies with --resume")
     if is_main:
+        if changes:
+            print(f"resuming with changed settings (--allow-changes): {listed}")
+            log_event(out, {"kind": "resume_changes",
+                            "changes": {k: list(v) for k, v in changes.items()}})
         changed = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
         print(f"preset {preset.name} (overrides: {changed}) -> {out}")
         shape = GPTConfig(**{"vocab_size": 1, **preset.model})

@@ -1,0 +1,82 @@
+"""Faults around ``slm-course train``: each one a clear message, and nothing lost (issue 17).
+
+Resuming with other settings, interrupting, a full disk, non-finite numbers, bad settings
+found before any work, and a readable output when stdout is not a terminal."""
+
+import json
+import shutil
+
+import pytest
+
+from slm_course.cli import main
+from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
+from slm_course.helpers.run_log import LOG_NAME
+
+TEXT = "".join(f"{w}\n" for i in range(300) for w in ("ROMEO: to be", "JULIET: or not",
+                                                      f"NURSE: {i % 9} is that"))
+TINY = ["--preset", "tiny", "--max_steps=12", "--warmup-steps=2", "--eval_interval=6",
+        "--eval_batches=2", "--batch_size=4", "--block_size=16", "--n_embd=16",
+        "--progress=false", "--num_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults") / "run"
+    assert main(["train", *TINY, f"--dataset={corpus}", "--out", str(out)]) == 0
+    return out
+
+
+def copy_run(trained, tmp_path):
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
+
+
+# ----- (1) resume with other settings ----------------------------------------------------------
+
+def test_resume_with_other_settings_names_them_and_refuses(corpus, trained, capsys):
+    capsys.readouterr()
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(trained), "--resume",
+                 "--lr=1e-2", "--batch_size=8"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "these settings differ" in err and "lr 0.003 -> 0.01" in err
+    assert "batch_size 4 -> 8" in err and "--allow-changes" in err
+    assert load_checkpoint(trained / CHECKPOINT_NAME)["step"] == 12, "nothing was touched"
+
+
+def test_resume_below_the_checkpoints_step_is_an_error(corpus, trained, capsys):
+    capsys.readouterr()
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(trained), "--resume",
+                 "--max_steps=6"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "--max_steps=6 is below the step" in err and "(12)" in err
+    assert "--max_steps=12 or more" in err
+
+
+def test_resume_with_another_model_shape_is_refused_before_any_work(corpus, trained, capsys):
+    capsys.readouterr()
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(trained), "--resume",
+                 "--n_layer=3"])
+    assert code == 1
+    assert "n_layer 2 -> 3" in capsys.readouterr().err
+
+
+def test_allow_changes_resumes_and_the_log_records_it(corpus, trained, tmp_path, capsys):
+    out = copy_run(trained, tmp_path)
+    capsys.readouterr()
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), "--resume",
+                 "--lr=1e-2", "--max_steps=14", "--allow-changes"])
+    assert code == 0
+    assert "resuming with changed settings (--allow-changes): lr 0.003 -> 0.01" in \
+        capsys.readouterr().out
+    events = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
+    assert {"kind": "resume_changes", "changes": {"lr": [0.003, 0.01]}} in events
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 14
