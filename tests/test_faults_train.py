@@ -5,6 +5,10 @@ found before any work, and a readable output when stdout is not a terminal."""
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -80,3 +84,47 @@ def test_allow_changes_resumes_and_the_log_records_it(corpus, trained, tmp_path,
     events = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
     assert {"kind": "resume_changes", "changes": {"lr": [0.003, 0.01]}} in events
     assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 14
+
+
+# ----- (2) Ctrl-C saves the current step -------------------------------------------------------
+
+def wait_for(predicate, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def logged_steps(out):
+    log = out / LOG_NAME
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [e["step"] for e in map(json.loads, lines) if e["kind"] == "step"]
+
+
+def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(corpus, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "slm_course", "train", *TINY, "--max_steps=100000",
+            "--eval_interval=5000", "--log_interval=3", f"--dataset={corpus}", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: len(logged_steps(out)) >= 2 or proc.poll() is not None)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    message = stderr.strip().splitlines()
+    assert len(message) == 1, stderr
+    step = load_checkpoint(out / CHECKPOINT_NAME)["step"]
+    assert step >= logged_steps(out)[1] and step % 5000, "the current step, not an eval's"
+    assert message[0].startswith(f"interrupted at step {step}: saved {out / CHECKPOINT_NAME}")
+    assert "continue with: slm-course train --preset tiny" in message[0]
+    assert message[0].endswith(f"--out {out} --resume")
+    # the saved step continues (max_steps may change on resume)
+    assert main(["train", *TINY, "--eval_interval=5000", "--log_interval=3",
+                 f"--dataset={corpus}", "--out", str(out), "--resume",
+                 f"--max_steps={step + 3}"]) == 0
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == step + 3

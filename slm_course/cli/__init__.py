@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback (training saves its checkpoint first)
+        print(f"slm-course {name}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         # Errors from the package already say what was wrong and how to fix it.
         print(f"slm-course {name}: error: {err}", file=sys.stderr)

@@ -10,6 +10,7 @@ the benchmarks and lesson 14 use it.
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -113,11 +114,61 @@ def _train_lm(model: nn.Module, data: LMData, cfg: TrainConfig, dd: Distributed,
                                     rank=dd.rank, world_size=dd.world_size)
         hooks.append(checkpointer)
     loop_cfg = replace(cfg, progress=cfg.progress and dd.is_main)
-    state = train(model, next_batch, loop_cfg, optimizer=optimizer, evaluate=evaluate,
-                  callbacks=hooks, state=state, stop_at=stop_at)
+    try:
+        state = train(model, next_batch, loop_cfg, optimizer=optimizer, evaluate=evaluate,
+                      callbacks=hooks, state=state, stop_at=stop_at)
+    except TrainingStopped as stop:  # a callback asked to stop: save where the run is
+        if checkpointer is not None:
+            checkpointer("stop", stop.state)
+            stop.checkpoint = checkpointer.saved if checkpointer.saved_step > 0 else None
+        raise
     state.extra.update(rank=dd.rank, world_size=dd.world_size, device=str(device),
                        checkpoint=checkpointer.saved if checkpointer else None)
     return state
+
+
+class TrainingStopped(Exception):
+    """Raised by a callback to end a run at a step boundary (a Ctrl-C, say); :func:`train_lm`
+    writes the checkpoint at that step first and fills in ``checkpoint`` (None: no file)."""
+
+    def __init__(self, state: TrainState, reason: str = "interrupted"):
+        super().__init__(f"{reason} at step {state.step}")
+        self.state, self.reason = state, reason
+        self.checkpoint: Path | None = None
+
+
+class StopOnInterrupt:
+    """A callback that turns Ctrl-C (SIGINT) into :class:`TrainingStopped` at the next step
+    boundary where the run's state is whole, so the checkpoint holds the current step. Before
+    training reports anything, and on a second Ctrl-C, the interrupt acts at once
+    (KeyboardInterrupt). Use as a context manager: it installs the signal handler and puts
+    the previous one back."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.eval_interval, self.max_steps = cfg.eval_interval, cfg.max_steps
+        self.armed = self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> StopOnInterrupt:
+        self.previous = signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.requested or not self.armed:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __call__(self, kind: str, state: TrainState) -> None:
+        self.armed = True
+        if not self.requested:
+            return
+        # a "step" report at an evaluation step comes before the evaluation: wait for it
+        at_eval = state.step % self.eval_interval == 0 or state.step == self.max_steps
+        if kind == "eval" or (kind == "step" and not at_eval):
+            raise TrainingStopped(state)
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -8,7 +8,10 @@ Every field of GPTConfig and TrainConfig is an option (``--n_layer=6``, ``--max-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from slm_course.cli.presets import PRESETS, apply_overrides, did_you_mean, get_preset, valid_keys
@@ -45,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slm_course.cli.runs import resume_changes, run_training
+    from slm_course.cli.runs import (
+        StopOnInterrupt,
+        TrainingStopped,
+        resume_changes,
+        run_training,
+    )
     from slm_course.gpt import GPTConfig
     from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
     from slm_course.helpers.run_log import log_event
@@ -90,7 +98,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {shape.n_layer} layers, {shape.n_head} heads, width {shape.n_embd}, "
               f"context {shape.block_size}; data: {cfg.dataset} ({cfg.tokenizer} tokens); "
               f"{cfg.max_steps} steps of {cfg.batch_size} x {shape.block_size} tokens")
-    model, result, data = run_training(preset.model, cfg, out_dir=out, resume=args.resume)
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun: Ctrl-C stops at once
+    try:
+        with StopOnInterrupt(cfg) if single else contextlib.nullcontext() as stopper:
+            model, result, data = run_training(preset.model, cfg, out_dir=out,
+                                               resume=args.resume,
+                                               callbacks=[stopper] if stopper else [])
+    except TrainingStopped as stop:
+        again = " ".join(shlex.quote(a) for a in [
+            "slm-course", "train", "--preset", preset.name,
+            *(f"--{k}={v}" for k, v in overrides.items()), "--out", str(out), "--resume"])
+        if stop.checkpoint is None:
+            print(f"interrupted at step {stop.state.step}: nothing to save yet", file=sys.stderr)
+        else:
+            print(f"interrupted at step {stop.state.step}: saved {stop.checkpoint}; "
+                  f"continue with: {again}", file=sys.stderr)
+        return 130
     if is_main:
         print(f"{model.num_params() / 1e6:.2f}M parameters, vocabulary {data.vocab_size}, "
               f"device {result.extra['device']}, {result.extra['world_size']} process(es)")
