@@ -128,3 +128,28 @@ def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(corpus, tmp
                  f"--dataset={corpus}", "--out", str(out), "--resume",
                  f"--max_steps={step + 3}"]) == 0
     assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == step + 3
+
+
+# ----- (3) a full disk ---------------------------------------------------------------------------
+
+def test_a_full_disk_during_training_is_one_clear_line(corpus, trained, tmp_path, monkeypatch,
+                                                       capsys):
+    from slm_course.helpers import checkpoints
+
+    out = copy_run(trained, tmp_path)
+
+    def no_space(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoints.torch, "save", no_space)
+    capsys.readouterr()
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), "--resume",
+                 "--max_steps=14"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"slm-course train: error: no space left on the device holding {out}")
+    assert "enforce fail" not in err and not (out / "ckpt.pt.tmp").exists()
+    monkeypatch.undo()
+    assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 12, "the last checkpoint is whole"

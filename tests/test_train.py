@@ -302,7 +302,8 @@ def test_checkpoint_is_written_atomically_and_rebuilds_the_model(data, tmp_path)
     model = small_model(data.vocab_size)
     result = train_lm(model, data, small_cfg(), out_dir=tmp_path)
     assert result.extra["checkpoint"] == tmp_path / CHECKPOINT_NAME
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "log.jsonl"]  # no .tmp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-prev.pt", "ckpt.pt",
+                                                         "log.jsonl"]  # no .tmp
     ckpt = load_checkpoint(tmp_path)
     assert ckpt["step"] == 12 and ckpt["tokenizer"] == data.tokenizer.to_dict()
     loaded, tokenizer = load_model(tmp_path / CHECKPOINT_NAME, device="cpu")

@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: no traceback (training saves its checkpoint first)
         print(f"slm-course {name}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         # Errors from the package already say what was wrong and how to fix it.
+        if isinstance(err, OSError) and err.strerror and not err.filename:
+            err = err.strerror  # type: ignore[assignment]  # no "[Errno 28]" prefix
         print(f"slm-course {name}: error: {err}", file=sys.stderr)
         return 1
 

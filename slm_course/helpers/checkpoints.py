@@ -4,13 +4,18 @@ A checkpoint holds the model, the optimizer, the loop's state (step, losses, lea
 evaluations), the configs, the tokenizer and the state of every random number generator
 (Python, NumPy, PyTorch, CUDA and the data stream), so a run stopped at step k and resumed
 gives bit for bit the losses of a run that never stopped. It is written to ``ckpt.pt.tmp``
-and renamed over ``ckpt.pt``: an interruption leaves the previous checkpoint whole.
+and renamed over ``ckpt.pt``: an interruption leaves the previous checkpoint whole, and the
+one before it stays as ``ckpt-prev.pt`` (a second checkpoint to resume from). A failed write
+(a full disk, say) removes the partial file and says what happened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ import torch
 import torch.nn as nn
 
 CHECKPOINT_NAME = "ckpt.pt"
+PREVIOUS_NAME = "ckpt-prev.pt"  # the checkpoint before the last one
 CHECKPOINT_FORMAT = "slm-course-checkpoint-v1"
 REQUIRED_KEYS = ("format", "step", "model", "optimizer", "model_config", "train_config",
                  "tokenizer", "rng", "losses", "history")
@@ -30,9 +36,40 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)  # a partial file helps no one
+        raise _write_error(err, tmp, path) from None
+    if path.exists():  # keep the last checkpoint as the previous one (a hard link: no copy)
+        previous = path.with_name(PREVIOUS_NAME if path.name == CHECKPOINT_NAME
+                                  else path.stem + "-prev" + path.suffix)
+        previous.unlink(missing_ok=True)
+        try:
+            os.link(path, previous)
+        except OSError:
+            shutil.copy2(path, previous)
     os.replace(tmp, path)
     return path
+
+
+def _write_error(err: BaseException, tmp: Path, path: Path) -> OSError:
+    """The error for a failed checkpoint write, naming the folder (and a full disk as such:
+    PyTorch reports one as "[enforce fail at inline_container.cc] . unexpected pos")."""
+    folder = path.parent
+    full = getattr(err, "errno", None) == errno.ENOSPC or "unexpected pos" in str(err) \
+        or "No space left" in str(err)
+    with contextlib.suppress(OSError):
+        full = full or shutil.disk_usage(folder).free < 1 << 20
+    kept = f"the previous checkpoint {path} is untouched" if path.exists() else \
+        "no earlier checkpoint exists"
+    if full:
+        return OSError(errno.ENOSPC, f"no space left on the device holding {folder} while "
+                       f"writing a checkpoint; the partial {tmp.name} was removed and {kept}. "
+                       f"Free some space (or choose another --out) and resume with --resume")
+    return OSError(getattr(err, "errno", None) or errno.EIO,
+                   f"could not write the checkpoint {tmp} ({type(err).__name__}: {err}); the "
+                   f"partial file was removed and {kept}")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -49,8 +86,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # truncated zip, random bytes, a pickle of something else...
         raise ValueError(
             f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); the file is "
-            f"probably truncated or corrupt (an interrupted copy?). Delete it and resume from "
-            f"another checkpoint, or train again") from None
+            f"probably truncated or corrupt (an interrupted copy?). Resume from the checkpoint "
+            f"before it ({_previous_hint(path)}), or train again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an slm-course checkpoint (format "
                          f"{ckpt.get('format') if isinstance(ckpt, dict) else None!r}, "
@@ -59,6 +96,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is an incomplete checkpoint: it lacks {missing}")
     return ckpt
+
+
+def _previous_hint(path: Path) -> str:
+    previous = path.with_name(PREVIOUS_NAME)
+    if path.name == CHECKPOINT_NAME and previous.is_file():
+        return f"`mv {previous} {path}`, then --resume"
+    return f"none is kept next to it as {PREVIOUS_NAME}"
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:

@@ -1,0 +1,60 @@
+"""A checkpoint write that fails (a full disk) or a checkpoint whose numbers went bad: a
+clear message, no partial file, and the previous checkpoint still usable (issue 17)."""
+
+import errno
+
+import pytest
+import torch
+
+from slm_course.helpers import checkpoints
+from slm_course.helpers.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    PREVIOUS_NAME,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def state(step):
+    return {"format": CHECKPOINT_FORMAT, "step": step, "model": {"w": torch.ones(2) * step},
+            "optimizer": {}, "model_config": {}, "train_config": {}, "tokenizer": None,
+            "rng": [], "losses": torch.zeros(step), "history": []}
+
+
+def full_disk(error):
+    def save(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half a checkpoint")
+        raise error
+    return save
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4096 vs 2048"),
+])
+def test_a_full_disk_is_named_and_the_previous_checkpoint_survives(tmp_path, monkeypatch,
+                                                                   error):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(state(1), path)
+    save_checkpoint(state(2), path)
+    assert load_checkpoint(tmp_path / PREVIOUS_NAME)["step"] == 1, "two checkpoints kept"
+    monkeypatch.setattr(checkpoints.torch, "save", full_disk(error))
+    with pytest.raises(OSError, match=f"no space left on the device holding {tmp_path}") as info:
+        save_checkpoint(state(3), path)
+    assert info.value.errno == errno.ENOSPC
+    assert "partial ckpt.pt.tmp was removed" in str(info.value)
+    assert not (tmp_path / "ckpt.pt.tmp").exists()
+    assert load_checkpoint(path)["step"] == 2
+    assert load_checkpoint(tmp_path / PREVIOUS_NAME)["step"] == 1
+
+
+def test_a_corrupt_checkpoint_points_to_the_previous_one(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(state(1), path)
+    save_checkpoint(state(2), path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=f"mv {tmp_path / PREVIOUS_NAME} {path}"):
+        load_checkpoint(path)
+    assert load_checkpoint(tmp_path / PREVIOUS_NAME)["step"] == 1
