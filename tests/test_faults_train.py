@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from slm_course.cli import main
 from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
@@ -153,3 +154,32 @@ def test_a_full_disk_during_training_is_one_clear_line(corpus, trained, tmp_path
     assert "enforce fail" not in err and not (out / "ckpt.pt.tmp").exists()
     monkeypatch.undo()
     assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 12, "the last checkpoint is whole"
+
+
+# ----- (4) non-finite numbers ------------------------------------------------------------------
+
+def test_a_diverging_run_stops_with_a_clear_message(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), "--lr=1e30",
+                 "--min_lr=0"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "training diverged at step 6 (training loss nan" in err and "Lower --lr" in err
+    assert not (out / CHECKPOINT_NAME).exists(), "no checkpoint of a diverged model"
+
+
+def test_non_finite_weights_are_found_when_a_checkpoint_loads(corpus, trained, tmp_path, capsys):
+    out = copy_run(trained, tmp_path)
+    ckpt = torch.load(out / CHECKPOINT_NAME, weights_only=True)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name].view(-1)[0] = float("nan")
+    torch.save(ckpt, out / CHECKPOINT_NAME)
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(out), "--max-new-tokens", "5"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / CHECKPOINT_NAME} holds non-finite weights (nan or inf) in 1 tensor(s): " \
+           f"{name}" in err
+    assert f"mv {out / 'ckpt-prev.pt'} {out / CHECKPOINT_NAME}" in err
+    assert main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), "--resume",
+                 "--max_steps=14"]) == 1
+    assert "holds non-finite weights" in capsys.readouterr().err

@@ -10,6 +10,7 @@ the benchmarks and lesson 14 use it.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 import warnings
@@ -113,6 +114,8 @@ def _train_lm(model: nn.Module, data: LMData, cfg: TrainConfig, dd: Distributed,
         checkpointer = Checkpointer(ckpt_path, raw_model, optimizer, data_gen, meta,
                                     rank=dd.rank, world_size=dd.world_size)
         hooks.append(checkpointer)
+    if dd.is_main:  # before the checkpointer: a diverged run must not overwrite a good file
+        hooks.insert(len(hooks) - (checkpointer is not None), StopOnNonFinite(checkpointer))
     loop_cfg = replace(cfg, progress=cfg.progress and dd.is_main)
     try:
         state = train(model, next_batch, loop_cfg, optimizer=optimizer, evaluate=evaluate,
@@ -135,6 +138,32 @@ class TrainingStopped(Exception):
         super().__init__(f"{reason} at step {state.step}")
         self.state, self.reason = state, reason
         self.checkpoint: Path | None = None
+
+
+class StopOnNonFinite:
+    """A callback that stops training with a clear error when the training loss, or an
+    evaluation, is nan or infinite: the run diverged, and going on only wastes time (and would
+    overwrite the last good checkpoint)."""
+
+    def __init__(self, checkpointer: Checkpointer | None = None):
+        self.checkpointer = checkpointer
+
+    def __call__(self, kind: str, state: TrainState) -> None:
+        bad = {}
+        if state.step_losses and not math.isfinite(state.last_loss):
+            bad["training loss"] = state.last_loss
+        if kind == "eval" and state.history:
+            bad.update({k: v for k, v in state.history[-1].items()
+                        if isinstance(v, float) and not math.isfinite(v)})
+        if not bad:
+            return
+        saved = self.checkpointer.saved if self.checkpointer else None
+        kept = (f"the last good checkpoint, {saved} (step {self.checkpointer.saved_step}), "
+                f"is untouched" if saved else "no checkpoint was written")
+        what = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise ValueError(f"training diverged at step {state.step} ({what}, learning rate "
+                         f"{state.lrs[-1] if state.lrs else 0:.3g}); {kept}. Lower --lr (or "
+                         f"--grad_clip) and train again, or resume with --allow-changes")
 
 
 class StopOnInterrupt:
@@ -286,7 +315,9 @@ def run_training(model_args: dict[str, Any], cfg: TrainConfig, *,
 
 def load_model(path: str | Path, device: torch.device | str | None = None
                ) -> tuple[GPT, Tokenizer | None]:
-    """Rebuild (model, tokenizer) from a checkpoint, the model in eval mode on ``device``."""
+    """Rebuild (model, tokenizer) from a checkpoint (or its folder), the model in eval mode on
+    ``device``."""
+    path = Path(path) / CHECKPOINT_NAME if Path(path).is_dir() else Path(path)
     ckpt = load_checkpoint(path)
     config = GPTConfig.from_dict(ckpt["model_config"])
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"]) if ckpt["tokenizer"] else None

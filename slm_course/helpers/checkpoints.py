@@ -106,7 +106,16 @@ def _previous_hint(path: Path) -> str:
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str) -> None:
-    """``model.load_state_dict(state)`` with an error that says which file did not fit."""
+    """``model.load_state_dict(state)`` with an error that says which file did not fit, or
+    that its numbers are not finite (a damaged file, or a run that diverged)."""
+    bad = [name for name, t in state.items()
+           if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        path = Path(path)
+        raise ValueError(f"{path} holds non-finite weights (nan or inf) in {len(bad)} "
+                         f"tensor(s): {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; "
+                         f"the file was damaged or the run diverged. Resume from the "
+                         f"checkpoint before it ({_previous_hint(path)}), or train again")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
