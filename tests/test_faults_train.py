@@ -177,8 +177,8 @@ def test_non_finite_weights_are_found_when_a_checkpoint_loads(corpus, trained, t
     capsys.readouterr()
     assert main(["sample", "--checkpoint", str(out), "--max-new-tokens", "5"]) == 1
     err = capsys.readouterr().err
-    assert f"{out / CHECKPOINT_NAME} holds non-finite weights (nan or inf) in 1 tensor(s): " \
-           f"{name}" in err
+    assert f"{out / CHECKPOINT_NAME} holds non-finite weights (nan or inf) in " in err
+    assert name in err
     assert f"mv {out / 'ckpt-prev.pt'} {out / CHECKPOINT_NAME}" in err
     assert main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), "--resume",
                  "--max_steps=14"]) == 1
