@@ -18,10 +18,11 @@ Stage 14: GPT, the small language model (every later stage trains with it).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -71,6 +72,10 @@ class TrainConfig:
     progress: bool = True  # show a tqdm progress bar
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # nan or inf would only show up as nan losses later
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{f.name} must be a finite number, got {value}")
         positive = ("batch_size", "max_steps", "eval_interval", "eval_batches", "log_interval")
         for name in positive:
             value = getattr(self, name)

@@ -4,6 +4,7 @@ Resuming with other settings, interrupting, a full disk, non-finite numbers, bad
 found before any work, and a readable output when stdout is not a terminal."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -183,3 +184,64 @@ def test_non_finite_weights_are_found_when_a_checkpoint_loads(corpus, trained, t
     assert main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), "--resume",
                  "--max_steps=14"]) == 1
     assert "holds non-finite weights" in capsys.readouterr().err
+
+
+# ----- (5) every setting checked before any work or file -------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lr=inf"], "--lr expects a finite number, got 'inf'"),
+    (["--grad_clip=nan"], "--grad_clip expects a finite number, got 'nan'"),
+    (["--dataset=/bin/ls"], "--dataset=/bin/ls is not UTF-8 text (byte "),
+    (["--dataset=/no/such/file.txt"], "--dataset=/no/such/file.txt: no such file"),
+])
+def test_bad_settings_fail_before_any_file(corpus, tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(out), *extra])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert not out.exists() and "model:" not in captured.out, "no work, no file"
+
+
+def test_a_non_finite_train_config_is_an_error():
+    from slm_course.train import TrainConfig
+
+    with pytest.raises(ValueError, match="TrainConfig.lr must be a finite number, got inf"):
+        TrainConfig(lr=float("inf"))
+
+
+def test_out_naming_a_file_is_a_clear_error(corpus, tmp_path, capsys):
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(corpus)])
+    assert code == 1
+    assert f"--out {corpus} is a file, not a folder" in capsys.readouterr().err
+    code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(corpus / "run")])
+    assert code == 1
+    assert f"{corpus} is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only folder: a read-only tmpfs when this process may mount one (root in a
+    container), else a folder without write permission (any other user)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
+                                  str(folder)], capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("root without permission to mount: no way to make a read-only folder")
+        yield folder
+        subprocess.run(["umount", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+def test_out_in_a_read_only_folder_is_a_clear_error(corpus, read_only_folder, capsys):
+    for out in (read_only_folder, read_only_folder / "run"):
+        code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(out)])
+        assert code == 1
+        err = capsys.readouterr().err
+        assert f"--out {out} cannot be written: {read_only_folder} is not writable (" in err
+        assert "choose a folder you can write to" in err

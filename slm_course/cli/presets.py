@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -112,9 +113,12 @@ def parse_value(key: str, text: str) -> Any:
             return False
         raise ValueError(f"--{key} expects true or false, got {text!r}")
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise ValueError(f"--{key} expects {kind.__name__}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"--{key} expects a finite number, got {text!r}")
+    return value
 
 
 def apply_overrides(preset: Preset, overrides: dict[str, str]) -> Preset:

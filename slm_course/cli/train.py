@@ -12,6 +12,7 @@ import contextlib
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from slm_course.cli.presets import PRESETS, apply_overrides, did_you_mean, get_preset, valid_keys
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k[len("set_"):]: v for k, v in vars(args).items() if k.startswith("set_")}
     preset = apply_overrides(get_preset(args.preset), overrides)
     out = args.out or Path("runs") / preset.name
+    check_out_folder(out)
+    check_dataset(preset.train.dataset)
     if not args.resume and (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"{out / CHECKPOINT_NAME} exists: pass --resume to continue that run "
                          f"or choose another --out folder")
@@ -134,3 +137,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
               f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
     return 0
+
+
+def check_dataset(name: str) -> None:
+    """A dataset is 'tinyshakespeare' or a UTF-8 text file: check it before any work."""
+    if name == "tinyshakespeare":
+        return
+    path = Path(name)
+    if not path.is_file():
+        raise ValueError(f"--dataset={name}: no such file, and not a course dataset; use "
+                         f"'tinyshakespeare' or the path of a UTF-8 text file")
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--dataset={path} is not UTF-8 text (byte {err.start} is "
+                         f"0x{err.object[err.start]:02x}); give a UTF-8 text file, or convert "
+                         f"it first, e.g. `iconv -f latin1 -t utf-8`") from None
+    except OSError as err:
+        raise ValueError(f"--dataset={path} cannot be read ({err.strerror})") from None
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` must be a folder this process can write (or be able to create), checked
+    before any work so a long run does not fail at its first checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder for ckpt.pt "
+                         f"and log.jsonl (it is created if missing)")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {out} cannot be created: {existing} is a file, not a folder")
+    try:  # a real write: permissions, read-only mounts and quotas all show up here
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {out} cannot be written: {existing} is not writable "
+                         f"({err.strerror}); choose a folder you can write to with "
+                         f"--out DIR") from None
