@@ -117,6 +117,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(corpus, tmp
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
+    assert "step      0: train " in stdout, "evaluations are printed as they happen"
     assert "Traceback" not in stderr
     message = stderr.strip().splitlines()
     assert len(message) == 1, stderr
@@ -245,3 +246,19 @@ def test_out_in_a_read_only_folder_is_a_clear_error(corpus, read_only_folder, ca
         err = capsys.readouterr().err
         assert f"--out {out} cannot be written: {read_only_folder} is not writable (" in err
         assert "choose a folder you can write to" in err
+
+
+# ----- (6) a readable output when stdout is not a terminal ---------------------------------
+
+def test_without_a_terminal_there_is_no_progress_bar_but_lines(corpus, tmp_path, capsys):
+    code = main(["train", *TINY, "--progress=true", "--log_interval=2", f"--dataset={corpus}",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err and "train:" not in err, "no progress bar in a file"
+    lines = out.splitlines()
+    evals = [i for i, line in enumerate(lines) if line.startswith("step") and "val" in line]
+    assert [lines[i].split(":")[0] for i in evals] == ["step      0", "step      6",
+                                                        "step     12"]
+    assert "step      2: loss " in out and "tokens/s" in out
+    assert evals[-1] < next(i for i, line in enumerate(lines) if "final validation" in line)

@@ -13,7 +13,9 @@ import os
 import shlex
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from slm_course.cli.presets import PRESETS, apply_overrides, did_you_mean, get_preset, valid_keys
 
@@ -101,12 +103,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {shape.n_layer} layers, {shape.n_head} heads, width {shape.n_embd}, "
               f"context {shape.block_size}; data: {cfg.dataset} ({cfg.tokenizer} tokens); "
               f"{cfg.max_steps} steps of {cfg.batch_size} x {shape.block_size} tokens")
+    # a progress bar only on a terminal: in a log file it is thousands of \r-joined lines
+    cfg = replace(cfg, progress=cfg.progress and sys.stderr.isatty())
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1  # torchrun: Ctrl-C stops at once
     try:
         with StopOnInterrupt(cfg) if single else contextlib.nullcontext() as stopper:
+            hooks = [PrintProgress(cfg)] + ([stopper] if stopper else [])
             model, result, data = run_training(preset.model, cfg, out_dir=out,
-                                               resume=args.resume,
-                                               callbacks=[stopper] if stopper else [])
+                                               resume=args.resume, callbacks=hooks)
     except TrainingStopped as stop:
         again = " ".join(shlex.quote(a) for a in [
             "slm-course", "train", "--preset", preset.name,
@@ -120,9 +124,6 @@ def run(args: argparse.Namespace) -> int:
     if is_main:
         print(f"{model.num_params() / 1e6:.2f}M parameters, vocabulary {data.vocab_size}, "
               f"device {result.extra['device']}, {result.extra['world_size']} process(es)")
-        for entry in result.history:
-            print(f"step {entry['step']:>6}: train {entry['train_loss']:.4f}  "
-                  f"val {entry['val_loss']:.4f}")
         print(f"final validation loss {result.final_val_loss:.4f} nats/token after "
               f"{result.step} steps ({cfg.eval_batches} fixed batches); "
               f"{result.extra['seconds']:.1f} s wall, "
@@ -137,6 +138,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
               f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
     return 0
+
+
+class PrintProgress:
+    """A training callback that prints each evaluation as it happens and, without a progress
+    bar (stdout a file or a pipe), a line about every fifth of an evaluation interval."""
+
+    def __init__(self, cfg: Any):
+        self.bar = cfg.progress
+        self.every = cfg.log_interval * max(1, cfg.eval_interval // (5 * cfg.log_interval))
+
+    def __call__(self, kind: str, state: Any) -> None:
+        if kind == "eval" and state.history:
+            entry = state.history[-1]
+            self.emit(f"step {entry['step']:>6}: train {entry['train_loss']:.4f}  "
+                      f"val {entry['val_loss']:.4f}")
+        elif kind == "step" and not self.bar and state.step % self.every == 0:
+            self.emit(f"step {state.step:>6}: loss {state.last_loss:.4f}, lr "
+                      f"{state.lrs[-1]:.2e}, {state.items_per_second:,.0f} tokens/s")
+
+    def emit(self, line: str) -> None:
+        if self.bar:  # above the bar, which redraws below it
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
 
 
 def check_dataset(name: str) -> None:
