@@ -262,3 +262,25 @@ def test_without_a_terminal_there_is_no_progress_bar_but_lines(corpus, tmp_path,
                                                         "step     12"]
     assert "step      2: loss " in out and "tokens/s" in out
     assert evals[-1] < next(i for i, line in enumerate(lines) if "final validation" in line)
+
+
+# ----- (7) --help and --list show the values ---------------------------------------------------
+
+def test_list_shows_every_value_of_a_preset(capsys):
+    assert main(["train", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "shakespeare-char-cpu: nanoGPT's CPU recipe" in out
+    assert out.count("eval_interval=250") >= 3 and "n_layer=6" in out
+    assert main(["train", "--preset", "tiny", "--lr=1e-2", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tiny: ") and "lr=0.01" in out and "eval_interval=50" in out
+    assert "shakespeare-char" not in out, "only the chosen preset"
+
+
+def test_help_names_the_settings_once_and_where_the_values_are(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.count("settings:") == 1 and out.count("warmup_steps") == 1
+    assert "--preset NAME --list" in out and "every eval_interval steps" in out

@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,12 @@ from slm_course.cli.presets import PRESETS, apply_overrides, did_you_mean, get_p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}")
-    parser.add_argument("--list", action="store_true", help="list the presets and exit")
+    parser.add_argument("--list", action="store_true",
+                        help="list the presets with every value and exit (with --preset: "
+                             "that one, overrides applied)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="checkpoint folder (default: runs/PRESET)")
+                        help="checkpoint folder (default: runs/PRESET); ckpt.pt is written "
+                             "every eval_interval steps, at the end and on Ctrl-C")
     parser.add_argument("--resume", action="store_true",
                         help="continue exactly from OUT/ckpt.pt (settings must match the "
                              "checkpoint's; --max_steps may grow)")
@@ -32,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --resume: accept settings that differ from the "
                              "checkpoint's (the log records them)")
     group = parser.add_argument_group(
-        "settings", "override any model or training setting of the preset, e.g. --n_layer=6")
+        "settings", "override any model or training setting of the preset, e.g. --n_layer=6 "
+        f"(see a preset's values with --preset NAME --list): {', '.join(valid_keys())}")
     for key in valid_keys():
         names = [f"--{key}"] + ([f"--{key.replace('_', '-')}"] if "_" in key else [])
         group.add_argument(*names, dest=f"set_{key}", metavar="VALUE",
                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    parser.epilog = "settings: " + ", ".join(valid_keys())
     parser.allow_abbrev = False  # --n_lay=2 is a typo, not n_layer
     argparse_error = parser.error
 
@@ -63,14 +66,15 @@ def run(args: argparse.Namespace) -> int:
     from slm_course.lm_data import split_loss
 
     is_main = int(os.environ.get("RANK", "0")) == 0
+    overrides = {k[len("set_"):]: v for k, v in vars(args).items() if k.startswith("set_")}
     if args.list:
-        for preset in PRESETS.values():
-            print(f"{preset.name:<28} {preset.description}")
+        chosen = [get_preset(args.preset)] if args.preset else list(PRESETS.values())
+        for preset in chosen:
+            print_preset(apply_overrides(preset, overrides) if args.preset else preset)
         return 0
     if not args.preset:
         raise ValueError(f"choose a preset with --preset NAME ({', '.join(PRESETS)}); "
                          f"see them with `slm-course train --list`")
-    overrides = {k[len("set_"):]: v for k, v in vars(args).items() if k.startswith("set_")}
     preset = apply_overrides(get_preset(args.preset), overrides)
     out = args.out or Path("runs") / preset.name
     check_out_folder(out)
@@ -138,6 +142,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
               f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
     return 0
+
+
+def print_preset(preset: Any) -> None:
+    """A preset's name, description and every value, wrapped to 92 columns."""
+    import textwrap
+
+    print(f"{preset.name}: {preset.description}")
+    for part, values in (("model", preset.model), ("train", asdict(preset.train))):
+        text = " ".join(f"{k}={v}" for k, v in values.items())
+        print(textwrap.fill(text, 92, initial_indent=f"  {part}: ",
+                            subsequent_indent=" " * 9))
 
 
 class PrintProgress:
