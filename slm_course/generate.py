@@ -13,6 +13,9 @@ Stage 14: GPT, the small language model.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import torch
 
 from slm_course.helpers.eval_mode import evaluating
@@ -46,8 +49,8 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | 
                 top_p: float | None = None, generator: torch.Generator | None = None
                 ) -> torch.Tensor:
     """Draw one token id per row from (B, V) logits; returns (B, 1). temperature 0 = greedy."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (temperature >= 0 and math.isfinite(temperature)):  # nan fails every comparison
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
@@ -68,16 +71,28 @@ def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *,
     The context is cropped to the model's ``config.block_size`` (the last tokens), since the
     model cannot look further back than it was trained to.
     """
+    for next_id in generate_stream(model, idx, max_new_tokens, temperature=temperature,
+                                   top_k=top_k, top_p=top_p, generator=generator):
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
+
+
+def generate_stream(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *,
+                    temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None, generator: torch.Generator | None = None
+                    ) -> Iterator[torch.Tensor]:
+    """:func:`generate` one token at a time: yields each new (B, 1) as soon as it is drawn,
+    so a caller can print text as it comes (and keep it when stopped early)."""
     if idx.dim() != 2:
         raise ValueError(f"idx must be (batch, time), got shape {tuple(idx.shape)}")
     if idx.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token to start from")
     block_size = model.config.block_size
-    with evaluating(model):
+    with torch.no_grad(), evaluating(model):
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -block_size:]  # (B, <=block_size)
             logits, _ = model(idx_cond)  # (B, t, V)
             next_id = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k,
-                                  top_p=top_p, generator=generator)  # (B, 1)
-            idx = torch.cat([idx, next_id.to(idx.device)], dim=1)
-    return idx
+                                  top_p=top_p, generator=generator).to(idx.device)  # (B, 1)
+            idx = torch.cat([idx, next_id], dim=1)
+            yield next_id

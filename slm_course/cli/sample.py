@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,14 +24,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best)")
 
 
+LARGE = 100_000  # more new tokens than this takes minutes on a CPU: say so
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every argument checked before the checkpoint loads."""
+    if args.max_new_tokens < 0 or args.num_samples < 1:
+        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+    if not (args.temperature >= 0 and math.isfinite(args.temperature)):
+        raise ValueError(f"--temperature must be a finite number >= 0 (0 is greedy), got "
+                         f"{args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.max_new_tokens > LARGE:
+        print(f"slm-course sample: --max-new-tokens {args.max_new_tokens:,} is a lot (minutes "
+              f"or hours on a CPU); the text is printed as it comes, and Ctrl-C stops it "
+              f"keeping what was printed", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from slm_course.cli.runs import load_model
-    from slm_course.generate import generate
+    from slm_course.generate import generate_stream
 
-    if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+    check_arguments(args)
     model, tokenizer = load_model(args.checkpoint, device=args.device)
     if tokenizer is None:
         raise ValueError(f"{args.checkpoint} holds no tokenizer, so text cannot be encoded")
@@ -38,10 +60,44 @@ def run(args: argparse.Namespace) -> int:
     device = next(model.parameters()).device
     idx = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)  # (N, T)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    out = generate(model, idx, args.max_new_tokens, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, generator=generator)
-    for i, row in enumerate(out.tolist()):
-        if args.num_samples > 1:
+    rows = [list(ids) for _ in range(args.num_samples)]
+    stream = args.num_samples == 1  # one sample: print each token as it comes
+    pending: list[int] = []
+    try:
+        if stream:
+            print(tokenizer.decode(ids), end="", flush=True)
+        for next_id in generate_stream(model, idx, args.max_new_tokens,
+                                       temperature=args.temperature, top_k=args.top_k,
+                                       top_p=args.top_p, generator=generator):
+            for row, token in zip(rows, next_id[:, 0].tolist(), strict=True):
+                row.append(token)
+            if stream:
+                pending.append(rows[0][-1])
+                pending = _print_complete(tokenizer, pending)
+    except KeyboardInterrupt:
+        new = len(rows[0]) - len(ids)
+        _print_rows(tokenizer, rows, pending if stream else None)
+        print(f"slm-course sample: stopped by Ctrl-C after {new} new token(s)", file=sys.stderr)
+        return 130
+    _print_rows(tokenizer, rows, pending if stream else None)
+    return 0
+
+
+def _print_complete(tokenizer: Any, pending: list[int]) -> list[int]:
+    """Print the text of ``pending`` unless it ends inside a character (a byte-level token
+    can hold part of one); returns what is still pending."""
+    text = tokenizer.decode(pending)
+    if text.endswith("\ufffd") and len(pending) < 8:
+        return pending
+    print(text, end="", flush=True)
+    return []
+
+
+def _print_rows(tokenizer: Any, rows: list[list[int]], pending: list[int] | None) -> None:
+    if pending is not None:  # streamed: finish the line
+        print(tokenizer.decode(pending) if pending else "", flush=True)
+        return
+    for i, row in enumerate(rows):
+        if len(rows) > 1:
             print(f"--- sample {i + 1} ---")
         print(tokenizer.decode(row))
-    return 0
