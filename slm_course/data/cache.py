@@ -15,6 +15,7 @@ and never deleted: it is moved aside to ``<file>.corrupt`` and fetched again.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import gzip
 import hashlib
@@ -176,6 +177,32 @@ def fetch(dataset: str | Dataset, *, cache: Path | None = None, quiet: bool = Fa
     """
     ds = _as_dataset(dataset)
     folder = (cache or cache_root()) / ds.name
+    try:
+        return _fetch_into(ds, folder, quiet)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise DatasetError(unwritable_message(folder.parent, err)) from None
+
+
+def unwritable_message(root: Path, err: OSError) -> str:
+    """Say that the data folder cannot be written, and what to set instead."""
+    return (f"the data folder {root} cannot be written ({err.strerror}: a read-only mount, or "
+            f"no permission). Set ${DATA_ENV} to a folder you can write, e.g. "
+            f"`export {DATA_ENV}=$HOME/slm-course-data`, and fetch again")
+
+
+def check_writable(root: Path) -> None:
+    """Raise :class:`DatasetError` unless files can be created in ``root`` (made if missing)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as err:
+        raise DatasetError(unwritable_message(root, err)) from None
+
+
+def _fetch_into(ds: Dataset, folder: Path, quiet: bool) -> Path:
     say: Callable[[str], None] = (lambda _msg: None) if quiet else _say
     if ds.files:
         folder.mkdir(parents=True, exist_ok=True)

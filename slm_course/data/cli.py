@@ -16,6 +16,8 @@ from slm_course.data.cache import (
 )
 from slm_course.data.registry import REGISTRY, DatasetError, get_dataset
 
+VISION_ENV = "SLM_COURSE_VISION"  # read by slm_course.data.vision.vision_name
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
@@ -58,18 +60,42 @@ def _fetch(names: list[str], everything: bool) -> int:
     if everything == bool(names):
         raise ValueError("name the datasets to fetch, or pass --all (not both); "
                          "`slm-course data list` shows the names")
-    failed = []
+    vision, optional = _vision_choice() if everything else ("", set())
+    failed, reasons = [], []
     for name in list(REGISTRY) if everything else names:
         try:
             folder = fetch(get_dataset(name))
         except DatasetError as err:
+            reason = str(err)
+            said = "the same reason as above" if reason in reasons else reason
+            reasons.append(reason)
+            if name in optional:  # --all: the other vision dataset is not needed
+                print(f"skipped {name}: could not be fetched, and not needed "
+                      f"(${VISION_ENV}={vision}); `slm-course data fetch {name}` says why")
+                continue
             failed.append(name)
-            print(f"FAILED  {name}: {err}")
+            print(f"FAILED  {name}: {said}")
             continue
         print(f"ok      {name}: {folder}")
     if failed:
         print(f"{len(failed)} dataset(s) could not be fetched: {', '.join(failed)}")
+        if is_offline():
+            mirror = os.environ.get(MIRROR_ENV) or "not set"
+            print(f"offline (${OFFLINE_ENV}=1): copies come only from the cache and from "
+                  f"${MIRROR_ENV} (now: {mirror}), a folder holding <dataset>/<file>; point "
+                  f"it at one, or unset ${OFFLINE_ENV} to download")
+        if vision and vision in failed:
+            print(f"the vision lessons use ${VISION_ENV}={vision} (mnist or fashion-mnist): "
+                  f"only that one of the two is needed")
     return 1 if failed else 0
+
+
+def _vision_choice() -> tuple[str, set[str]]:
+    """The vision dataset the lessons use ($SLM_COURSE_VISION) and the others, optional."""
+    from slm_course.data.vision import VISION_CLASSES, vision_name
+
+    chosen = vision_name()
+    return chosen, set(VISION_CLASSES) - {chosen}
 
 
 def _verify(names: list[str]) -> int:
