@@ -29,8 +29,11 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        _top_parser().parse_args(argv or ["--help"])
+    if not argv:  # like `./course` with no command: the usage, and a failure exit status
+        _top_parser().print_help(sys.stderr)
+        return 2
+    if argv[0] not in SUBCOMMANDS:
+        _top_parser().parse_args(argv)
         return 2
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(SUBCOMMANDS[name][0])
