@@ -58,3 +58,13 @@ def test_a_corrupt_checkpoint_points_to_the_previous_one(tmp_path):
     with pytest.raises(ValueError, match=f"mv {tmp_path / PREVIOUS_NAME} {path}"):
         load_checkpoint(path)
     assert load_checkpoint(tmp_path / PREVIOUS_NAME)["step"] == 1
+
+
+def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(state(1), path)
+    monkeypatch.setattr(checkpoints.torch, "save", full_disk(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(state(2), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
+    assert load_checkpoint(path)["step"] == 1

@@ -38,9 +38,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(state, tmp)
-    except (OSError, RuntimeError) as err:
+    except BaseException as err:  # a full disk, or a second Ctrl-C mid-write
         tmp.unlink(missing_ok=True)  # a partial file helps no one
-        raise _write_error(err, tmp, path) from None
+        if isinstance(err, (OSError, RuntimeError)):
+            raise _write_error(err, tmp, path) from None
+        raise
     if path.exists():  # keep the last checkpoint as the previous one (a hard link: no copy)
         previous = path.with_name(PREVIOUS_NAME if path.name == CHECKPOINT_NAME
                                   else path.stem + "-prev" + path.suffix)
