@@ -179,7 +179,9 @@ class StopOnInterrupt:
         self.previous: Any = None
 
     def __enter__(self) -> StopOnInterrupt:
-        self.previous = signal.signal(signal.SIGINT, self._on_signal)
+        self.previous = signal.getsignal(signal.SIGINT)
+        if self.previous is not signal.SIG_IGN:  # nohup, `cmd &`: SIGINT stays ignored
+            signal.signal(signal.SIGINT, self._on_signal)
         return self
 
     def __exit__(self, *exc: Any) -> None:
