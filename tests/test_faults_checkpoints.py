@@ -2,6 +2,7 @@
 clear message, no partial file, and the previous checkpoint still usable (issue 17)."""
 
 import errno
+import subprocess
 
 import pytest
 import torch
@@ -67,4 +68,26 @@ def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(state(2), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
+    assert load_checkpoint(path)["step"] == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), where this process may mount one."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here (needs root in a container)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_really_full_disk(small_disk):
+    path = small_disk / CHECKPOINT_NAME
+    save_checkpoint(state(1), path)
+    big = {**state(2), "model": {"w": torch.ones(100_000)}}  # 400 kB: does not fit
+    with pytest.raises(OSError, match=f"no space left on the device holding {small_disk}"):
+        save_checkpoint(big, path)
+    assert sorted(p.name for p in small_disk.iterdir()) == [CHECKPOINT_NAME]
     assert load_checkpoint(path)["step"] == 1
