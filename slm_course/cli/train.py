@@ -54,14 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slm_course.cli.runs import (
-        StopOnInterrupt,
-        TrainingStopped,
-        resume_changes,
-        run_training,
-    )
+    from slm_course.cli.runs import StopOnInterrupt, TrainingStopped, run_training
     from slm_course.gpt import GPTConfig
-    from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
+    from slm_course.helpers.checkpoints import CHECKPOINT_NAME
     from slm_course.helpers.run_log import log_event
     from slm_course.lm_data import split_loss
 
@@ -83,19 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{out / CHECKPOINT_NAME} exists: pass --resume to continue that run "
                          f"or choose another --out folder")
     cfg = preset.train
-    changes = {}
-    if args.resume:
-        ckpt_path = out / CHECKPOINT_NAME
-        changes = resume_changes(load_checkpoint(ckpt_path), preset.model, cfg, ckpt_path)
-        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
-        if changes and not args.allow_changes:
-            raise ValueError(f"--resume would not continue the same run: these settings differ "
-                             f"from the checkpoint {ckpt_path}'s: {listed} (checkpoint -> this "
-                             f"run). Drop those overrides to resume exactly, pass "
-                             f"--allow-changes to resume with them anyway (the log records "
-                             f"it), or start a new run in another --out folder")
-    elif args.allow_changes:
-        raise ValueError("--allow-changes only applies with --resume")
+    changes = check_resume(args, preset, out)
+    listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
     if is_main:
         if changes:
             print(f"resuming with changed settings (--allow-changes): {listed}")
@@ -142,6 +126,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"checkpoint: {out / CHECKPOINT_NAME}\nsample it: slm-course sample "
               f"--checkpoint {out / CHECKPOINT_NAME} --prompt 'ROMEO:'")
     return 0
+
+
+def check_resume(args: argparse.Namespace, preset: Any, out: Path) -> dict[str, Any]:
+    """With --resume: the settings that differ from the checkpoint's, {key: (old, new)}; an
+    error unless --allow-changes accepts them."""
+    from slm_course.cli.runs import resume_changes
+    from slm_course.helpers.checkpoints import CHECKPOINT_NAME, load_checkpoint
+
+    if not args.resume:
+        if args.allow_changes:
+            raise ValueError("--allow-changes only applies with --resume")
+        return {}
+    path = out / CHECKPOINT_NAME
+    changes = resume_changes(load_checkpoint(path), preset.model, preset.train, path)
+    if changes and not args.allow_changes:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        raise ValueError(f"--resume would not continue the same run: these settings differ "
+                         f"from the checkpoint {path}'s: {listed} (checkpoint -> this run). "
+                         f"Drop those overrides to resume exactly, pass --allow-changes to "
+                         f"resume with them anyway (the log records it), or start a new run "
+                         f"in another --out folder")
+    return changes
 
 
 def print_preset(preset: Any) -> None:
