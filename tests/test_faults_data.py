@@ -2,8 +2,6 @@
 with what to set instead, and offline ``fetch --all`` respects $SLM_COURSE_VISION and
 mentions the mirror."""
 
-import os
-import subprocess
 
 import pytest
 
@@ -19,25 +17,6 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("SLM_COURSE_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setenv("SLM_COURSE_DATA", str(tmp_path / "data"))
     return tmp_path
-
-
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A real read-only folder: a read-only tmpfs when this process may mount one (root in a
-    container), else a folder without write permission (any other user)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
-                                  str(folder)], capture_output=True).returncode == 0
-        if not mounted:
-            pytest.skip("root without permission to mount: no way to make a read-only folder")
-        yield folder
-        subprocess.run(["umount", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
 
 
 @pytest.mark.parametrize("below", ["", "data"])

@@ -4,7 +4,6 @@ Resuming with other settings, interrupting, a full disk, non-finite numbers, bad
 found before any work, and a readable output when stdout is not a terminal."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -218,25 +217,6 @@ def test_out_naming_a_file_is_a_clear_error(corpus, tmp_path, capsys):
     code = main(["train", *TINY, f"--dataset={corpus}", "--out", str(corpus / "run")])
     assert code == 1
     assert f"{corpus} is a file, not a folder" in capsys.readouterr().err
-
-
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A real read-only folder: a read-only tmpfs when this process may mount one (root in a
-    container), else a folder without write permission (any other user)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
-                                  str(folder)], capture_output=True).returncode == 0
-        if not mounted:
-            pytest.skip("root without permission to mount: no way to make a read-only folder")
-        yield folder
-        subprocess.run(["umount", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
 
 
 def test_out_in_a_read_only_folder_is_a_clear_error(corpus, read_only_folder, capsys):
