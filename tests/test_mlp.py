@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import rel_err
 from torch.utils.data import DataLoader, RandomSampler, Subset, TensorDataset
 
 from slm_course.calculus import gradient_check
@@ -47,13 +48,6 @@ from slm_course.mlp import (
 )
 from slm_course.numpy_nn import SoftmaxCrossEntropyLoss, model_gradient_errors
 from slm_course.train import TrainConfig, batches_from, train
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
-
 
 # --- the softmax cross-entropy gradient: p - y ---------------------------------------------
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TOL, rel_err, t64
 
 from slm_course.calculus import gradient_check
 from slm_course.exercises.checking import CheckFailed
@@ -35,21 +36,6 @@ from slm_course.numpy_nn import (
 )
 from slm_course.perceptron import xor_data
 from slm_course.probability import softmax
-
-TOL = 1e-6  # the course's bar for "this backward is right" (float64)
-
-
-def rel_err(a, b) -> float:
-    """||a - b|| / (||a|| + ||b||), written out here so the oracle does not trust the module."""
-    a = a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    b = b.detach().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
-
-
-def t64(a: np.ndarray) -> torch.Tensor:
-    return torch.tensor(a, dtype=torch.float64, requires_grad=True)
-
 
 # --- every layer: forward equals PyTorch, backward equals autograd and finite differences --
 
