@@ -24,6 +24,7 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     12: ("attention and seq2seq", ("attention", "seq2seq")),
     13: ("the transformer", ("transformer",)),
     14: ("GPT, the small language model",
-         ("tokenizers", "tokenizers.base", "tokenizers.char", "tokenizers.bpe", "lm_data",
+         ("tokenizers", "tokenizers.base", "tokenizers.char", "tokenizers.bpe", "tokenizers.words",
+          "lm_data",
           "gpt", "train", "generate")),
 }

@@ -1,4 +1,4 @@
-"""Character and byte-level BPE tokenizers: round trips, deterministic merges, clear errors."""
+"""Character, word and byte-level BPE tokenizers: round trips, merges, clear errors."""
 
 from collections import Counter
 
@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from slm_course.tokenizers import (
     CharTokenizer,
+    WordTokenizer,
     load_tokenizer,
     save_tokenizer,
+    split_words,
     tokenizer_from_dict,
 )
 from slm_course.tokenizers.bpe import ByteBPETokenizer, count_pairs, merge_pair
@@ -127,10 +129,43 @@ def test_bpe_rejects_small_vocab_and_corrupt_merges():
         ByteBPETokenizer([(0, 300)])
 
 
+# ---- word tokenizer --------------------------------------------------------------------
+
+def test_split_words_keeps_words_apostrophes_punctuation_and_line_breaks():
+    text = "O'er the King's head, thou art 2 fools!\nAll: well."
+    assert split_words(text) == ["o'er", "the", "king's", "head", ",", "thou", "art", "2",
+                                 "fools", "!", "\n", "all", ":", "well", "."]
+    assert split_words(text, punctuation=False, newlines=False) == [
+        "o'er", "the", "king's", "head", "thou", "art", "2", "fools", "all", "well"]
+    assert split_words("Thou", lowercase=False) == ["Thou"]
+
+
+def test_word_vocabulary_is_ranked_by_count_and_unknown_words_map_to_unk():
+    tok = WordTokenizer.train(SAMPLE, vocab_size=4)
+    counts = Counter(split_words(SAMPLE))
+    top3 = sorted(counts, key=lambda w: (-counts[w], w))[:3]
+    assert tok.words == ["<unk>", *top3]
+    ids = tok.encode("speak famish zebra")
+    assert ids == [tok.words.index("speak") if "speak" in tok.words else 0, 0, 0]
+    full = WordTokenizer.train(SAMPLE)
+    assert full.vocab_size == len(counts) + 1
+    assert full.decode(full.encode("All:\n\nSpeak,  SPEAK.\n")) == "all :\n\nspeak , speak .\n"
+
+
+def test_word_tokenizer_errors_are_clear():
+    with pytest.raises(ValueError, match="at least 2"):
+        WordTokenizer.train(SAMPLE, vocab_size=1)
+    with pytest.raises(ValueError, match="must start with"):
+        WordTokenizer(["the", "<unk>"])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        WordTokenizer.train(SAMPLE, 5).decode([7])
+
+
 # ---- serialisation -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [lambda: CharTokenizer.from_text(SAMPLE),
-                                  lambda: ByteBPETokenizer.train(SAMPLE, 300)])
+                                  lambda: ByteBPETokenizer.train(SAMPLE, 300),
+                                  lambda: WordTokenizer.train(SAMPLE, 10)])
 def test_save_load_round_trip(tmp_path, make):
     tok = make()
     save_tokenizer(tok, tmp_path / "tok.json")

@@ -16,12 +16,14 @@ from typing import Any
 from slm_course.tokenizers.base import Tokenizer, as_token_ids
 from slm_course.tokenizers.bpe import ByteBPETokenizer
 from slm_course.tokenizers.char import CharTokenizer
+from slm_course.tokenizers.words import WordTokenizer, split_words
 
-TOKENIZERS: dict[str, type] = {cls.kind: cls for cls in (CharTokenizer, ByteBPETokenizer)}
+TOKENIZERS: dict[str, type] = {cls.kind: cls for cls in (CharTokenizer, ByteBPETokenizer,
+                                                    WordTokenizer)}
 
 __all__ = ["TOKENIZERS", "ByteBPETokenizer", "CharTokenizer", "Tokenizer", "as_token_ids",
-           "load_tokenizer", "save_tokenizer", "tokenizer_class", "tokenizer_from_dict",
-           "train_tokenizer"]
+           "load_tokenizer", "save_tokenizer", "split_words", "tokenizer_class",
+           "tokenizer_from_dict", "train_tokenizer", "WordTokenizer"]
 
 
 def tokenizer_class(kind: str) -> type:
