@@ -9,7 +9,8 @@ vocabulary (the ``vocab_size - 1`` most frequent training words) becomes ``<unk>
 Unlike the character and byte-level BPE tokenizers this one is *lossy*: case, spacing and
 rare words are lost, so ``decode(encode(s))`` is the normalised text, not ``s``.
 
-Stage 08 teaches it; stages 09 (word2vec) and 11 (the word-level LSTM) use it.
+Stage 14 (with the other tokenizers); stage 08 teaches it, stages 09 (word2vec) and 11 (the
+word-level LSTM) use it.
 """
 
 from __future__ import annotations
