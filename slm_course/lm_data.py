@@ -1,8 +1,11 @@
 """A text corpus as a language-modelling dataset: token ids, a fixed split, random batches.
 
-The corpus is split once, by position: the first 90% of the text trains, the last 10%
-validates (as nanoGPT does for Tiny Shakespeare), so validation text is text the model has
-never seen. A batch is B windows of T + 1 consecutive tokens taken at random offsets i_b:
+A corpus without splits of its own is split once, by position: the first 90% of the text
+trains, the last 10% validates (as nanoGPT does for Tiny Shakespeare), so validation text is
+text the model has never seen. WikiText-2 comes with its own train and valid splits, which
+are used as they are (its test split is left for a final evaluation).
+
+A batch is B windows of T + 1 consecutive tokens taken at random offsets i_b:
 
     x[b] = ids[i_b : i_b + T],      y[b] = ids[i_b + 1 : i_b + T + 1]
 
@@ -33,8 +36,17 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     return text[:n_train], text[n_train:]
 
 
+# The course's corpora, by name; any other name is the path of a UTF-8 text file.
+CORPORA = ("tinyshakespeare", "wikitext-2")
+
+
 def load_corpus(dataset: str = "tinyshakespeare") -> str:
-    """The text of a course dataset (``"tinyshakespeare"``) or of a UTF-8 text file path."""
+    """The whole text of a course corpus (WikiText-2: its train, valid and test splits one
+    after the other) or of a UTF-8 text file path. :func:`load_splits` gives the split."""
+    if dataset == "wikitext-2":
+        from slm_course.data import load_wikitext2
+
+        return "".join(load_wikitext2().values())
     if dataset == "tinyshakespeare":
         from slm_course.data import load_tinyshakespeare
 
@@ -42,8 +54,20 @@ def load_corpus(dataset: str = "tinyshakespeare") -> str:
     path = Path(dataset)
     if path.is_file():
         return path.read_text(encoding="utf-8")
-    raise ValueError(f"unknown dataset {dataset!r}: use 'tinyshakespeare' or the path of a "
-                     f"UTF-8 text file")
+    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(CORPORA)} or the "
+                     f"path of a UTF-8 text file")
+
+
+def load_splits(dataset: str = "tinyshakespeare", val_fraction: float = 0.1
+                ) -> tuple[str, str]:
+    """(train_text, val_text) of a corpus: WikiText-2's own train and valid splits
+    (``val_fraction`` is not used), else :func:`split_text` of :func:`load_corpus`."""
+    if dataset == "wikitext-2":
+        from slm_course.data import load_wikitext2
+
+        splits = load_wikitext2()
+        return splits["train"], splits["valid"]
+    return split_text(load_corpus(dataset), val_fraction)
 
 
 @dataclass
@@ -59,7 +83,11 @@ class LMData:
     @classmethod
     def from_text(cls, text: str, tokenizer: Tokenizer, val_fraction: float = 0.1) -> LMData:
         """Split ``text`` 90/10 (by default) and encode each part with ``tokenizer``."""
-        train_text, val_text = split_text(text, val_fraction)
+        return cls.from_splits(*split_text(text, val_fraction), tokenizer)
+
+    @classmethod
+    def from_splits(cls, train_text: str, val_text: str, tokenizer: Tokenizer) -> LMData:
+        """Encode a corpus that is already split (WikiText-2's own train and valid)."""
         return cls(tokenizer=tokenizer,
                    train=torch.tensor(tokenizer.encode(train_text), dtype=torch.long),
                    val=torch.tensor(tokenizer.encode(val_text), dtype=torch.long),
@@ -143,13 +171,13 @@ def split_loss(model: nn.Module, tokens: torch.Tensor, block_size: int,
 def prepare_lm_data(dataset: str = "tinyshakespeare", tokenizer: str = "char",
                     bpe_vocab_size: int = 512, val_fraction: float = 0.1,
                     existing: Tokenizer | None = None) -> LMData:
-    """Load ``dataset``, build (or reuse ``existing``) the tokenizer and encode both splits."""
-    text = load_corpus(dataset)
+    """Load ``dataset`` split in two (:func:`load_splits`), build (or reuse ``existing``) the
+    tokenizer and encode both splits."""
+    train_text, val_text = load_splits(dataset, val_fraction)
     if existing is None:
-        train_text, _ = split_text(text, val_fraction)
         # BPE merges are learned on the training split only (validation text must not shape
         # them); a character alphabet is only the set of symbols, so it comes from all the
         # text, or a character seen only in validation could not be encoded.
-        existing = train_tokenizer(tokenizer, text if tokenizer == "char" else train_text,
-                                   bpe_vocab_size)
-    return LMData.from_text(text, existing, val_fraction)
+        existing = train_tokenizer(tokenizer, train_text + val_text if tokenizer == "char"
+                                   else train_text, bpe_vocab_size)
+    return LMData.from_splits(train_text, val_text, existing)

@@ -2,6 +2,7 @@
 
     from slm_course.data import load_tinyshakespeare, load_names, load_mnist_test
     text = load_tinyshakespeare()           # str, 1,115,394 characters
+    wiki = load_wikitext2()                 # {"train": str, "valid": str, "test": str}
 
 Settings (environment variables):
 
@@ -27,12 +28,17 @@ from slm_course.data.cache import (
     verify_dataset,
 )
 from slm_course.data.registry import REGISTRY, Dataset, DatasetError, RemoteFile, get_dataset
-from slm_course.data.text import load_names, load_names_by_language, load_tinyshakespeare
+from slm_course.data.text import (
+    load_names,
+    load_names_by_language,
+    load_tinyshakespeare,
+    load_wikitext2,
+)
 from slm_course.data.vision import load_mnist_test, load_vision, read_idx, vision_name
 
 __all__ = [
     "REGISTRY", "Dataset", "DatasetError", "DatasetStatus", "RemoteFile", "cache_root",
     "fetch", "file_digest", "get_dataset", "is_offline", "load_mnist_test", "load_names",
-    "load_names_by_language", "load_tinyshakespeare", "load_vision", "mirror_dirs",
-    "read_idx", "verify_dataset", "vision_name",
+    "load_names_by_language", "load_tinyshakespeare", "load_vision", "load_wikitext2",
+    "mirror_dirs", "read_idx", "verify_dataset", "vision_name",
 ]

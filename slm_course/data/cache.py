@@ -160,8 +160,8 @@ def verify_dataset(dataset: str | Dataset, cache: Path | None = None) -> Dataset
         same = [n for n, h in ds.reference_sha256.items()
                 if (folder / n).is_file() and file_digest(folder / n) == h]
         notes.append(f"{len(same)} of {len(ds.reference_sha256)} files are byte-identical "
-                     f"to the course's reference copy (structure verified, no published "
-                     f"checksum)")
+                     f"to the course's reference copy (the structure is what is verified; "
+                     f"these hashes are for information)")
     return DatasetStatus(ds.name, folder, True, not problems, problems, notes)
 
 
@@ -275,11 +275,13 @@ def _offline_message(ds: Dataset, what: str, target: Path, urls: tuple[str, ...]
     mirror = os.environ.get(MIRROR_ENV)
     setting = f"{MIRROR_ENV}={mirror}" if mirror else f"{MIRROR_ENV} is not set"
     looked = "".join(f"\n  - {t}" for t in tried)
+    unpacked = (f": the files {ds.archive.members} of the zip, unpacked there without their "
+                f"folder" if ds.archive else "")
     return (f"{what} is not in the cache ({target}) {moved}and {OFFLINE_ENV}=1 forbids "
             f"downloading it from {' or '.join(urls)}.\n"
             f"Looked in ({setting}):{looked or ' nowhere'}\n"
             f"Fix: set {MIRROR_ENV} to a folder that holds {ds.name}/ (the layout "
-            f"<mirror>/{ds.name}/<file>), or unset {OFFLINE_ENV} to download it.")
+            f"<mirror>/{ds.name}/<file>{unpacked}), or unset {OFFLINE_ENV} to download it.")
 
 
 @contextmanager
@@ -434,14 +436,16 @@ def _fetch_archive(ds: Dataset, folder: Path, say: Callable[[str], None],
                                             tried, moved))
     for url in ds.archive.urls:
         say(f"downloading {url}")
+        published = ds.archive.checksum(url)
         try:
-            _install_folder(ds, folder, lambda stage, u=url: _unzip_members(
-                u, ds.archive.members, stage, progress))
+            _install_folder(ds, folder, lambda stage, u=url, c=published: _unzip_members(
+                u, ds.archive.members, stage, progress, c))
         except _SourceFailed as err:
             tried.append(f"{url}: {err}")
             say(f"  failed: {err}")
             continue
-        say(f"  saved {folder} (structure verified)")
+        how = "zip sha256 and structure" if published else "structure"
+        say(f"  saved {folder} ({how} verified)")
         return
     raise DatasetError(
         f"could not fetch {ds.name}: no source gave a good copy {moved}\n"
@@ -477,9 +481,25 @@ def _copy_files(files: list[Path], stage: Path) -> None:
             os.fsync(out.fileno())
 
 
-def _unzip_members(url: str, pattern: str, stage: Path, progress: bool = False) -> None:
+def _unzip_members(url: str, pattern: str, stage: Path, progress: bool = False,
+                   checksum: tuple[int, str] | None = None) -> None:
+    """Download the zip at ``url``, check it against ``checksum`` (size, sha256) when one was
+    published for that URL, and write its members matching ``pattern`` into ``stage``."""
     with tempfile.TemporaryFile() as packed:
-        _download(url, packed, progress)
+        received = _download(url, packed, progress)
+        if checksum is not None:
+            size, sha256 = checksum
+            if received != size:
+                raise _SourceFailed(f"the zip has {received:,} bytes, expected {size:,} "
+                                    f"(the size published for this URL)")
+            packed.seek(0)
+            digest = hashlib.sha256()
+            while chunk := packed.read(1 << 20):
+                digest.update(chunk)
+            if digest.hexdigest() != sha256:
+                raise _SourceFailed(f"the zip is corrupt: its sha256 does not match the one "
+                                    f"published for this URL\n    expected sha256: {sha256}"
+                                    f"\n    actual   sha256: {digest.hexdigest()}")
         packed.seek(0)
         try:
             with zipfile.ZipFile(packed) as archive:

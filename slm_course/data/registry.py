@@ -1,12 +1,15 @@
 """Every dataset the course uses: where it comes from, how to verify it, its licence.
 
 A :class:`Dataset` lives in ``<cache>/<name>/`` and is made of :class:`RemoteFile` entries
-(downloaded one by one, each verified by checksum) or, where no checksum is published, of
-the members of an :class:`Archive` that are verified by their structure instead.
+(downloaded one by one, each verified by checksum) or of the members of an :class:`Archive`
+(a zip). No checksum of an archive's members is published, so they are verified by their
+structure; a downloaded zip is also checked against the checksum published for the URL it
+came from, where there is one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +56,34 @@ class RemoteFile:
 @dataclass(frozen=True)
 class Archive:
     """A zip file whose members matching ``members`` (a glob such as ``data/names/*.txt``)
-    become the dataset's files (flattened into ``<cache>/<dataset>/``)."""
+    become the dataset's files (flattened into ``<cache>/<dataset>/``).
+
+    ``checksums`` maps a URL to the ``(size in bytes, sha256)`` of the zip *as published for
+    that URL*: two hosts may serve different bytes for the same data, so a checksum is never
+    applied to a URL it was not published for. A download from a URL listed there is checked
+    against it before it is unpacked; every copy, from any source, is then checked by the
+    dataset's ``check_structure``.
+    """
 
     urls: tuple[str, ...]
     members: str
+    checksums: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        stray = sorted(set(self.checksums) - set(self.urls))
+        if stray:
+            raise ValueError(f"archive checksums given for {stray}, which are not among its "
+                             f"urls {list(self.urls)}: a checksum belongs to the URL it was "
+                             f"published for")
+        for url, (size, sha256) in self.checksums.items():
+            if not (isinstance(size, int) and size > 0
+                    and re.fullmatch(r"[0-9a-f]{64}", sha256)):
+                raise ValueError(f"archive checksum for {url} must be (size > 0, 64 lowercase "
+                                 f"hex digits of sha256), got {(size, sha256)!r}")
+
+    def checksum(self, url: str) -> tuple[int, str] | None:
+        """``(size, sha256)`` of the zip published for ``url``; None if none was published."""
+        return self.checksums.get(url)
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,48 @@ def _check_names_by_language(folder: Path) -> None:
 
 NAMES_BY_LANGUAGE_COUNT = 18
 
+# WikiText-2 (raw): its three splits and their line counts (a line ends with "\n"; about a
+# third are blank). The counts are those of the Hugging Face dataset card (Salesforce/wikitext,
+# wikitext-2-raw-v1: 36,718 / 3,760 / 4,358 rows, one row per line) and of torchtext's
+# WikiText2 (NUM_LINES, the same articles tokenized).
+WIKITEXT2_LINES = {"wiki.train.raw": 36_718, "wiki.valid.raw": 3_760, "wiki.test.raw": 4_358}
+WIKITEXT2_ZIP = "wikitext-2-raw-v1.zip"
+WIKITEXT2_URLS = (
+    "https://wikitext.smerity.com/" + WIKITEXT2_ZIP,  # Salesforce's home for WikiText
+    "https://huggingface.co/datasets/ggml-org/ci/resolve/main/" + WIKITEXT2_ZIP,  # llama.cpp's
+)
+# (bytes, sha256) of the zip as pinned by public projects for each URL (see datasets/README.md).
+WIKITEXT2_ZIP_CHECKSUM = (4_721_645,
+                          "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11")
+
+
+def count_lines(data: bytes) -> int:
+    """Lines of a text file's bytes: one per ``\\n``, plus a last line without one."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _check_wikitext2(folder: Path) -> None:
+    fix = "move it away and run `slm-course data fetch wikitext-2`"
+    for name, expected in WIKITEXT2_LINES.items():
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing: WikiText-2 needs all three splits "
+                               f"({', '.join(WIKITEXT2_LINES)}); run "
+                               f"`slm-course data fetch wikitext-2`")
+        data = path.read_bytes()
+        if not data.strip():
+            raise DatasetError(f"{path} is empty; {fix}")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DatasetError(f"{path} is not UTF-8 text (byte {err.start:,} is "
+                               f"0x{data[err.start]:02x}); {fix}") from None
+        lines = count_lines(data)
+        if lines != expected:
+            raise DatasetError(f"{path} has {lines:,} lines, expected {expected:,}: a cut or "
+                               f"different copy; {fix}")
+
+
 _MNIST_CITATION = ("Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied "
                    "to document recognition. Proc. IEEE 86(11), 1998.")
 
@@ -195,6 +264,31 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
             "Vietnamese.txt": "64ba9e8c494374c3fc81aed6eb0ea4557a843196f81176fed563fb44b02ecb07",
         },
         size=163_853,
+    ),
+    Dataset(
+        name="wikitext-2",
+        title="WikiText-2 (raw)",
+        description="Wikipedia's Good and Featured articles in three splits: train (36,718 "
+                    "lines, 10.9 MB), valid (3,760 lines) and test (4,358 lines); the raw "
+                    "version keeps every word (no <unk>). The members "
+                    "wikitext-2-raw/wiki.{train,valid,test}.raw of wikitext-2-raw-v1.zip; a "
+                    "standard language-modelling benchmark.",
+        licence="CC BY-SA 3.0",
+        citation="S. Merity, C. Xiong, J. Bradbury, R. Socher. Pointer Sentinel Mixture "
+                 "Models. arXiv:1609.07843, 2016.",
+        homepage="https://blog.salesforceairesearch.com/the-wikitext-long-term-dependency-"
+                 "language-modeling-dataset/",
+        archive=Archive(WIKITEXT2_URLS, "wikitext-2-raw/wiki.*.raw",
+                        checksums={url: WIKITEXT2_ZIP_CHECKSUM for url in WIKITEXT2_URLS}),
+        check_structure=_check_wikitext2,
+        pattern="wiki.*.raw",
+        # the members of the zip above, as published with it (information only)
+        reference_sha256={
+            "wiki.train.raw": "6707892fa3788b5ab9ed78ab5ff37d9fe825f6011a2ad4fcd6a6d467f0e7da57",
+            "wiki.valid.raw": "4cd0f6876d07a413aa911261ff6d363c72d757d47f0fdd6015702014c89cb9c7",
+            "wiki.test.raw": "173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08",
+        },
+        size=13_378_183,
     ),
     Dataset(
         name="mnist-t10k",
