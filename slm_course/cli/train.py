@@ -188,13 +188,15 @@ class PrintProgress:
 
 
 def check_dataset(name: str) -> None:
-    """A dataset is 'tinyshakespeare' or a UTF-8 text file: check it before any work."""
-    if name == "tinyshakespeare":
+    """A dataset is a course corpus or a UTF-8 text file: check it before any work."""
+    from slm_course.lm_data import CORPORA
+
+    if name in CORPORA:
         return
     path = Path(name)
     if not path.is_file():
         raise ValueError(f"--dataset={name}: no such file, and not a course dataset; use "
-                         f"'tinyshakespeare' or the path of a UTF-8 text file")
+                         f"one of {', '.join(CORPORA)} or the path of a UTF-8 text file")
     try:
         path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
