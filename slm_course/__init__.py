@@ -21,10 +21,10 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     5: ("perceptron and backpropagation", ("perceptron", "numpy_nn")),
     6: ("multilayer perceptrons on MNIST", ("mlp",)),
     7: ("convolutional networks", ("cnn",)),
+    8: ("text as data", ("tokenizers", "tokenizers.base", "tokenizers.char", "tokenizers.bpe",
+                         "tokenizers.words", "ngram", "mlp_lm")),
     12: ("attention and seq2seq", ("attention", "seq2seq")),
     13: ("the transformer", ("transformer",)),
     14: ("GPT, the small language model",
-         ("tokenizers", "tokenizers.base", "tokenizers.char", "tokenizers.bpe", "tokenizers.words",
-          "lm_data",
-          "gpt", "train", "generate")),
+         ("lm_data", "gpt", "train", "generate")),
 }

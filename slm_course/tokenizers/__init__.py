@@ -4,7 +4,10 @@
 
 Each kind is a class with ``kind`` (its name here, in configs and in checkpoints), a
 ``train(text, vocab_size)`` constructor, ``to_dict`` and ``from_dict``. Adding a tokenizer
-is one class and one line in :data:`TOKENIZERS`. Stage 14 (and stage 08, which teaches them).
+is one class and one line in :data:`TOKENIZERS`.
+
+Stages 08 and 14: stage 08 (text as data) teaches every tokenizer here, stage 14 (GPT) trains on
+them, and later stages reuse them.
 """
 
 from __future__ import annotations

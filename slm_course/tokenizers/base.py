@@ -2,7 +2,7 @@
 
     encode: str -> list[int],   decode: list[int] -> str,   decode(encode(s)) == s
 
-Stage 14 (and stage 08, which teaches tokenization).
+Stages 08 and 14: stage 08 (text as data) teaches tokenization, stage 14 (GPT) relies on it.
 """
 
 from __future__ import annotations

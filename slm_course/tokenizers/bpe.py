@@ -10,7 +10,8 @@ Text is first split into chunks (a word with its leading space, a number, punctu
 whitespace) so that merges never cross a word boundary. Ties are broken by the smaller pair,
 which makes training deterministic.
 
-Stage 14 uses it; stage 08 teaches it.
+Stages 08 and 14: stage 08 (text as data) trains it from scratch and teaches it (the
+merge step, a worked example, compression against vocabulary size); stage 14 uses it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The character tokenizer: one token per character of a fixed alphabet.
 
-Stage 14 (and stage 08, which teaches tokenization).
+Stages 08 and 14: stage 08 (text as data) teaches it, stage 14 trains its GPT on it.
 """
 
 from __future__ import annotations

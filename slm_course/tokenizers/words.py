@@ -9,8 +9,9 @@ vocabulary (the ``vocab_size - 1`` most frequent training words) becomes ``<unk>
 Unlike the character and byte-level BPE tokenizers this one is *lossy*: case, spacing and
 rare words are lost, so ``decode(encode(s))`` is the normalised text, not ``s``.
 
-Stage 14 (with the other tokenizers); stage 08 teaches it, stages 09 (word2vec) and 11 (the
-word-level LSTM) use it.
+Stages 08 and 14: stage 08 (text as data) teaches it and its word n-grams use it; stage 14
+registers it with the other tokenizers; stages 09 (word2vec) and 11 (the word-level LSTM)
+use it too.
 """
 
 from __future__ import annotations
