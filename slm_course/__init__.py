@@ -23,6 +23,7 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     7: ("convolutional networks", ("cnn",)),
     8: ("text as data", ("tokenizers", "tokenizers.base", "tokenizers.char", "tokenizers.bpe",
                          "tokenizers.words", "ngram", "mlp_lm")),
+    10: ("RNN text classification", ("rnn", "text_classifiers")),
     11: ("LSTM and GRU language models", ("lstm",)),
     12: ("attention and seq2seq", ("attention", "seq2seq")),
     13: ("the transformer", ("transformer",)),
