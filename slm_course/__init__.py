@@ -21,6 +21,7 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     5: ("perceptron and backpropagation", ("perceptron", "numpy_nn")),
     6: ("multilayer perceptrons on MNIST", ("mlp",)),
     7: ("convolutional networks", ("cnn",)),
+    9: ("word embeddings", ("word2vec",)),
     8: ("text as data", ("tokenizers", "tokenizers.base", "tokenizers.char", "tokenizers.bpe",
                          "tokenizers.words", "ngram", "mlp_lm")),
     10: ("RNN text classification", ("rnn", "text_classifiers")),
