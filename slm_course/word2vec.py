@@ -297,8 +297,7 @@ def ppmi_matrix(ids: np.ndarray, vocab_size: int, window: int = 5) -> torch.Tens
     counts = torch.bincount(flat, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
     counts = counts.float()                                               # (V, V)
     row, col, total = counts.sum(1, keepdim=True), counts.sum(0, keepdim=True), counts.sum()
-    with torch.no_grad():
-        pmi = torch.log(counts * total / (row * col).clamp_min(1))
+    pmi = torch.log(counts * total / (row * col).clamp_min(1))          # -inf where never seen
     return torch.nan_to_num(pmi, nan=0.0, neginf=0.0).clamp_min(0)
 
 
