@@ -14,7 +14,14 @@ from slm_course.helpers.eval_mode import evaluating
 from slm_course.lm_data import LMData, prepare_lm_data, split_loss, split_text
 from slm_course.optim import warmup_cosine_lr
 from slm_course.tokenizers import CharTokenizer
-from slm_course.train import TrainConfig, batches_from, estimate_loss, param_groups, train
+from slm_course.train import (
+    TrainConfig,
+    TrainState,
+    batches_from,
+    estimate_loss,
+    param_groups,
+    train,
+)
 
 TEXT = "".join(f"{w} " for i in range(400) for w in ("to be", "or not", "that is", str(i % 7)))
 
@@ -266,6 +273,20 @@ def test_batches_from_a_loader_run_epoch_after_epoch():
     assert not torch.equal(torch.cat(seen[:3]), torch.cat(seen[3:])), "reshuffled each epoch"
     with pytest.raises(ValueError, match="gave no batch"):
         batches_from([])()
+
+
+def test_state_keeps_every_loss_in_order_through_buffer_growth():
+    state = TrainState()
+    values = torch.linspace(5.0, 1.0, 2500)            # past two doublings of the buffer
+    for v in values:
+        state.record(v.clone().requires_grad_(), lr=0.1, items=4, seconds=0.01)
+    assert state.step == 2500
+    assert torch.equal(state.losses, values)
+    assert state.last_loss == pytest.approx(1.0)
+    assert not state.losses.requires_grad
+    resumed = TrainState(step=3, loss_buffer=torch.tensor([3.0, 2.0, 1.0]))
+    resumed.record(torch.tensor(0.5), lr=0.1, items=4, seconds=None)
+    assert resumed.losses.tolist() == [3.0, 2.0, 1.0, 0.5]
 
 
 def test_the_loop_stays_short_enough_to_read_in_a_lesson():

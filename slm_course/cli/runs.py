@@ -150,7 +150,7 @@ class StopOnNonFinite:
 
     def __call__(self, kind: str, state: TrainState) -> None:
         bad = {}
-        if state.step_losses and not math.isfinite(state.last_loss):
+        if state.step and not math.isfinite(state.last_loss):
             bad["training loss"] = state.last_loss
         if kind == "eval" and state.history:
             bad.update({k: v for k, v in state.history[-1].items()
@@ -213,7 +213,7 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         raise ValueError(_below_step_message(path, start, cfg.max_steps))
     load_weights(model, ckpt["model"], path)
     optimizer.load_state_dict(ckpt["optimizer"])
-    state = TrainState(step=start, step_losses=list(ckpt["losses"].to(device).unbind()),
+    state = TrainState(step=start, loss_buffer=ckpt["losses"].to(device).float(),
                        lrs=list(ckpt.get("lrs", [])),
                        history=[dict(h) for h in ckpt["history"]])
     if len(ckpt["rng"]) == dd.world_size:
