@@ -210,5 +210,5 @@ def check_names_challenge(classifier: Any, target: float | None = None) -> float
     return f1
 
 
-CHALLENGE_TARGET = {"fast": 0.15, "full": 0.50}  # macro-F1 on the test split
+CHALLENGE_TARGET = {"fast": 0.15, "full": 0.48}  # macro-F1 on the test split
 check_names_challenge.__doc__ = (check_names_challenge.__doc__ or "").format(**CHALLENGE_TARGET)
