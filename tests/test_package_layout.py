@@ -123,3 +123,4 @@ def test_the_ready_stages_are_the_same_everywhere():
     assert set(STAGES) == lessons == readme == lesson00, (
         f"STAGES {sorted(STAGES)}, lessons {sorted(lessons)}, README ready {sorted(readme)}, "
         f"lesson 00 ready {sorted(lesson00)}")
+    assert list(STAGES) == sorted(STAGES), f"STAGES out of order: {list(STAGES)}"
