@@ -34,7 +34,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from slm_course.generate import sample_next
 from slm_course.helpers.eval_mode import evaluating
-from slm_course.train import Batch, TrainConfig, make_optimizer
+from slm_course.train import Batch, TrainConfig, TrainState, train
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU/RNN: h; LSTM: (h, c)
 RECURRENT_LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -385,20 +385,20 @@ def steps_in_budget(model: nn.Module, next_batch: Callable[[], Batch], cfg: Trai
                     seconds: float, probe_steps: int = 10,
                     clock: Callable[[], float] = time.perf_counter) -> int:
     """How many training steps of ``cfg`` fit in ``seconds`` of ``clock``: time
-    ``probe_steps`` steps (after two untimed ones) on a throw-away copy of ``model``, so two
-    models can be given the same time budget with a learning-rate schedule that ends on time.
-    ``clock=time.process_time`` measures CPU time, which other programs do not inflate."""
+    ``probe_steps`` steps of the course's loop (after two untimed ones) on a throw-away copy
+    of ``model``, so two models can be given the same time budget with a learning-rate
+    schedule that ends on time. ``clock=time.process_time`` measures CPU time, which other
+    programs do not inflate."""
     if seconds <= 0 or probe_steps < 1:
         raise ValueError(f"need seconds > 0 and probe_steps >= 1, got {seconds}, {probe_steps}")
-    probe = copy.deepcopy(model).train()
-    optimizer = make_optimizer(probe, cfg)
-    for k in range(probe_steps + 2):
-        if k == 2:
-            t0 = clock()
-        _, loss = probe(*next_batch())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(probe.parameters(), cfg.grad_clip or math.inf)
-        optimizer.step()
-    per_step = (clock() - t0) / probe_steps
+    marks: list[float] = []
+
+    def mark(kind: str, state: TrainState) -> None:  # the clock after step 2 and the last one
+        if kind == "step" and state.step in (2, probe_steps + 2):
+            marks.append(clock())
+
+    probe_cfg = replace(cfg, max_steps=probe_steps + 2, warmup_steps=0, log_interval=1,
+                        eval_interval=probe_steps + 2, progress=False)
+    train(copy.deepcopy(model), next_batch, probe_cfg, callbacks=[mark])
+    per_step = (marks[1] - marks[0]) / probe_steps
     return max(1, int(seconds / per_step))

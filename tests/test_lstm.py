@@ -28,6 +28,7 @@ from slm_course.lstm import (
     detach_hidden,
     hidden_gradient_norms,
     sample_recurrent,
+    steps_in_budget,
     stream_loss,
     unroll,
 )
@@ -163,6 +164,19 @@ def test_a_tiny_lstm_lm_learns_a_periodic_sequence():
     assert stream_loss(lm, tokens) < 0.05  # a periodic text is predictable: ~0 nats
     sample = sample_recurrent(lm, tokens[None, :3], 12, temperature=0)
     assert sample[0].tolist() == tokens[:15].tolist()
+
+
+def test_steps_in_budget_times_the_loop_on_a_copy():
+    torch.manual_seed(0)
+    lm = RecurrentLM(RecurrentLMConfig(vocab_size=4, n_embd=8, n_hidden=16))
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    tokens = torch.tensor([0, 1, 2, 3]).repeat(50)
+    stream = TBPTTBatches(tokens, 4, 10)
+    ticks = iter([100.0, 100.5])          # the clock after step 2 and after step 2 + 5
+    cfg = TrainConfig(batch_size=4, max_steps=1000, lr=1e-2, progress=False)
+    steps = steps_in_budget(lm, stream, cfg, seconds=30, probe_steps=5, clock=lambda: next(ticks))
+    assert steps == 300                   # 0.5 s for 5 steps: 0.1 s a step, 30 s -> 300
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.items())  # a copy trained
 
 
 def test_vanishing_gradient_rnn_against_lstm():
