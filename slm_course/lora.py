@@ -129,6 +129,19 @@ def merge_lora(model: nn.Module) -> None:
         layer.merge()
 
 
+def unwrap_lora(model: nn.Module) -> nn.Module:
+    """Merge every LoRA layer and put its ``nn.Linear`` back in its place: the model is a
+    plain one again (same outputs), ready for inference, saving, or new adapters."""
+    for name, layer in list(model.named_modules()):
+        if isinstance(layer, LoRALinear):
+            if not layer.merged:
+                layer.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, layer.base)
+    return model
+
+
 def trainable_parameters(model: nn.Module) -> int:
     """How many numbers the optimiser updates: parameters with ``requires_grad``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -19,6 +19,7 @@ from slm_course.lora import (
     lora_state_dict,
     merge_lora,
     trainable_parameters,
+    unwrap_lora,
 )
 
 
@@ -188,3 +189,17 @@ def test_agrees_with_peft_on_the_same_weights():
             other = theirs.get_submodule(name)
             other.merge()
             torch.testing.assert_close(layer.base.weight, other.base_layer.weight)
+
+
+def test_unwrap_gives_a_plain_model_with_the_same_outputs():
+    model = tiny_gpt(4)
+    apply_lora(model, GPT_LINEAR_LAYERS, r=2)
+    for i, layer in enumerate(lora_layers(model)):
+        randomised(layer, seed=10 + i)
+    idx = torch.randint(0, 13, (2, 8))
+    before = model(idx)[0]
+    unwrap_lora(model)
+    assert not lora_layers(model)
+    assert isinstance(model.transformer.h[0].attn.c_attn, nn.Linear)
+    torch.testing.assert_close(model(idx)[0], before, rtol=1e-5, atol=1e-5)
+    assert apply_lora(model, ("c_attn",), r=2)  # adapters can go on again
