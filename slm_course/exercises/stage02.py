@@ -46,79 +46,113 @@ def check_central_difference(fn: Callable[..., Any]) -> bool:
     return passed(name, f"{len(cases)} cases, including a kink")
 
 
-def _pair(name: str, got: Any, about: str) -> tuple[float, float]:
-    expect(name, isinstance(got, (tuple, list)) and len(got) == 2,
-           f"{about}: expected a pair (grad_a, grad_b)", got=got,
-           hint="end with `return grad_a, grad_b`")
-    return got[0], got[1]
+def _value_op_case(name: str, fn: Callable[..., Any], reference: Callable[..., Value],
+                   inputs: list[float], extra: tuple, about: str, hint: str) -> None:
+    """Run the learner's operation on fresh leaves inside a small graph, let the engine's
+    ``backward`` call the learner's closure, and compare the forward value and every leaf's
+    gradient with the reference operation (and the graph around it)."""
+    leaves = [Value(v) for v in inputs]
+    twins = [Value(v) for v in inputs]
+    out = call_learner(name, fn, *leaves, *extra)
+    expect(name, isinstance(out, Value), f"{about}: return a new Value", got=type(out).__name__,
+           hint="out = Value(forward value, (inputs...), 'op'); ...; return out")
+    want = reference(*twins, *extra)
+    expect_close(name, out.data, want.data, what=f"the forward value for {about}",
+                 rtol=1e-9, atol=1e-12, hint="compute the operation on the inputs' .data")
+    expect(name, all(any(v is leaf for v in out.inputs) for leaf in leaves),
+           f"{about}: out.inputs must list the Values it was computed from",
+           got=out.inputs, hint="pass them as the second argument: Value(data, (a, b), '*')")
+    # a graph around the operation: the gradient that reaches `out` is not 1
+    root = (out * -1.5 + out * out) if out.data < 5 else out * 0.25
+    twin_root = (want * -1.5 + want * want) if want.data < 5 else want * 0.25
+    root.backward()
+    twin_root.backward()
+    for k, (leaf, twin) in enumerate(zip(leaves, twins, strict=True)):
+        expect_close(name, leaf.grad, twin.grad, what=f"the gradient of input {k} for {about}",
+                     rtol=1e-7, atol=1e-10, hint=hint)
 
 
-def check_mul_backward(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(a, b, grad_out) -> (grad_a, grad_b)`` for out = a * b."""
-    name = "check_mul_backward"
-    cases = [  # (a, b, grad_out, what the case is about)
-        (2.0, -3.0, 1.0, "a = 2, b = -3, grad_out = 1"),
-        (0.5, 4.0, -2.0, "grad_out = -2"),
-        (0.0, 5.0, 3.0, "a = 0"),
-        (1.5, 1.5, 2.0, "a == b"),
-    ]
-    for a, b, g, about in cases:
-        got_a, got_b = _pair(name, call_learner(name, fn, a, b, g), about)
-        hint = ("d(ab)/da = b and d(ab)/db = a: each input's gradient is the *other* input, "
-                "times grad_out")
-        expect_close(name, got_a, b * g, what=f"grad_a for {about}", hint=hint)
-        expect_close(name, got_b, a * g, what=f"grad_b for {about}", hint=hint)
-    return passed(name, f"{len(cases)} cases, including grad_out != 1")
+def _check_value_ops(name: str, ops: list[tuple[str, Callable, Callable, list, str]]) -> int:
+    count = 0
+    for op_name, fn, reference, cases, hint in ops:
+        for inputs, extra, about in cases:
+            _value_op_case(name, fn, reference, inputs, extra, f"{op_name}, {about}", hint)
+            count += 1
+    return count
 
 
-def check_pow_backward(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(x, n, grad_out) -> grad_x`` for out = x ** n with a fixed number n."""
-    name = "check_pow_backward"
-    cases = [  # (x, n, grad_out, what the case is about)
-        (3.0, 2, 1.0, "x^2 at x = 3"),
-        (2.0, 3, 0.5, "x^3 with grad_out = 0.5"),
-        (4.0, 0.5, 1.0, "sqrt(x) at x = 4"),
-        (2.0, -1, 1.0, "1/x at x = 2"),
-        (-2.0, 3, 1.0, "x^3 at a negative x"),
-        (5.0, 0, 2.0, "x^0 (a constant)"),
-    ]
-    for x, n, g, about in cases:
-        got = call_learner(name, fn, x, n, g)
-        expect_close(name, got, n * x ** (n - 1) * g, what=f"grad_x for {about}",
-                     hint="the power rule: d(x^n)/dx = n * x^(n - 1), then times grad_out")
-    return passed(name, f"{len(cases)} cases: whole, fractional, negative and zero powers")
+_CLOSURE_HINT = ("inside _backward(grad), add (+=, never =) to each input's .grad its local "
+                 "derivative times grad, the gradient that reached out")
 
 
-def check_tanh_backward(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(t, grad_out) -> grad_x`` for t = tanh(x), given the output t."""
-    name = "check_tanh_backward"
-    cases = [  # (x, grad_out, what the case is about)
-        (0.5, 1.0, "x = 0.5"),
-        (0.0, -3.0, "x = 0, where the slope is 1"),
-        (-1.2, 2.0, "x = -1.2, grad_out = 2"),
-        (6.0, 1.0, "a saturated unit, x = 6"),
-    ]
-    for x, g, about in cases:
-        t = math.tanh(x)
-        got = call_learner(name, fn, t, g)
-        expect_close(name, got, (1 - t * t) * g, what=f"grad_x for {about}",
-                     hint="you are given t = tanh(x), not x: the slope is 1 - t**2 (do not "
-                          "apply tanh again), then multiply by grad_out")
-    return passed(name, f"{len(cases)} cases, including saturation")
+def check_value_add_mul(add: Callable[..., Any], mul: Callable[..., Any]) -> bool:
+    """Check ``add(a, b)`` and ``mul(a, b)``: new Values whose ``_backward(grad)`` closures
+    pass ``grad`` (add) and ``b * grad``, ``a * grad`` (mul) back to the inputs."""
+    name = "check_value_add_mul"
+    same = Value(1.5)
+    n = _check_value_ops(name, [
+        ("add", add, lambda a, b: a + b, [([2.0, -3.0], (), "a = 2, b = -3"),
+                                          ([0.5, 0.25], (), "a = 0.5, b = 0.25")],
+         "d(a + b)/da = d(a + b)/db = 1: both inputs get grad. " + _CLOSURE_HINT),
+        ("mul", mul, lambda a, b: a * b, [([2.0, -3.0], (), "a = 2, b = -3"),
+                                          ([0.0, 5.0], (), "a = 0"),
+                                          ([-1.2, 0.7], (), "a = -1.2, b = 0.7")],
+         "d(ab)/da = b and d(ab)/db = a: each input gets the *other* input's value times "
+         "grad. " + _CLOSURE_HINT),
+    ])
+    for op, fn, want in (("add", add, 2.0), ("mul", mul, 2 * same.data)):
+        same.grad = 0.0
+        out = call_learner(name, fn, same, same)
+        expect(name, isinstance(out, Value), f"{op}(a, a): return a new Value",
+               got=type(out).__name__)
+        out.backward()
+        expect_close(name, same.grad, want, what=f"the gradient of a in {op}(a, a)",
+                     hint="when both inputs are the same Value, both contributions must "
+                          "count: use +=, not =")
+    return passed(name, f"{n} cases and the same Value used twice")
 
 
-def check_exp_backward(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(out, grad_out) -> grad_x`` for out = exp(x), given the output."""
-    name = "check_exp_backward"
-    cases = [(0.0, 1.0, "x = 0"), (1.5, -0.5, "x = 1.5, grad_out = -0.5"),
-             (-3.0, 2.0, "x = -3")]
-    for x, g, about in cases:
-        out = math.exp(x)
-        got = call_learner(name, fn, out, g)
-        expect_close(name, got, out * g, what=f"grad_x for {about}",
-                     hint="d(e^x)/dx = e^x, which is `out` itself: no need to call exp "
-                          "(you are not even given x); then multiply by grad_out")
-    return passed(name, f"{len(cases)} cases")
+def check_value_pow(fn: Callable[..., Any]) -> bool:
+    """Check ``fn(x, n)`` for x ** n with a fixed number n: slope n * x ** (n - 1)."""
+    name = "check_value_pow"
+    n = _check_value_ops(name, [
+        ("power", fn, lambda x, k: x**k, [([3.0], (2,), "x^2 at x = 3"),
+                                          ([4.0], (0.5,), "sqrt(x) at x = 4"),
+                                          ([2.0], (-1,), "1/x at x = 2"),
+                                          ([-2.0], (3,), "x^3 at x = -2")],
+         "the power rule: d(x^n)/dx = n * x^(n - 1), times grad. " + _CLOSURE_HINT),
+    ])
+    return passed(name, f"{n} cases: whole, fractional and negative powers")
+
+
+def check_value_tanh_relu(tanh: Callable[..., Any], relu: Callable[..., Any]) -> bool:
+    """Check ``tanh(x)`` (slope 1 - tanh^2) and ``relu(x)`` (slope 1 for x > 0, else 0)."""
+    name = "check_value_tanh_relu"
+    n = _check_value_ops(name, [
+        ("tanh", tanh, Value.tanh, [([0.5], (), "x = 0.5"), ([0.0], (), "x = 0"),
+                                    ([-1.2], (), "x = -1.2"), ([6.0], (), "x = 6, saturated")],
+         "d tanh(x)/dx = 1 - tanh(x)^2: keep t = math.tanh(x) from the forward pass and use "
+         "1 - t*t. " + _CLOSURE_HINT),
+        ("relu", relu, Value.relu, [([2.0], (), "x = 2"), ([-0.5], (), "x = -0.5"),
+                                    ([0.0], (), "x = 0 (slope 0 at the kink, as PyTorch)")],
+         "relu passes grad where x > 0 and nothing elsewhere (x = 0 included). "
+         + _CLOSURE_HINT),
+    ])
+    return passed(name, f"{n} cases, including saturation and relu's kink")
+
+
+def check_value_exp_log(exp: Callable[..., Any], log: Callable[..., Any]) -> bool:
+    """Check ``exp(x)`` (slope e^x, the output itself) and ``log(x)`` (slope 1/x)."""
+    name = "check_value_exp_log"
+    n = _check_value_ops(name, [
+        ("exp", exp, Value.exp, [([0.0], (), "x = 0"), ([1.5], (), "x = 1.5"),
+                                 ([-3.0], (), "x = -3")],
+         "d e^x/dx = e^x, the forward output itself. " + _CLOSURE_HINT),
+        ("log", log, Value.log, [([1.0], (), "x = 1"), ([0.2], (), "x = 0.2"),
+                                 ([7.5], (), "x = 7.5")],
+         "d ln(x)/dx = 1/x. " + _CLOSURE_HINT),
+    ])
+    return passed(name, f"{n} cases")
 
 
 def _graphs() -> list[tuple[str, Value]]:
@@ -200,3 +234,68 @@ def check_backward(fn: Callable[..., Any]) -> bool:
                           "topological order) and call node._backward(node.grad) on each, so "
                           "that a node passes its gradient on only once it is complete")
     return passed(name, f"{len(cases)} graphs, including reuse and a chain of {depth}")
+
+
+# ---------------------------------------------------------------- the two-moons MLP
+
+#: the open challenge: accuracy of the learner's Value MLP on 1,000 fresh two-moons points
+#: (noise 0.1, never trained on); full profile, and a CI-sized fast profile
+CHALLENGE_TARGET = {"full": 0.97, "fast": 0.90}
+
+
+def check_train_moons(fn: Callable[..., Any]) -> bool:
+    """Check ``fn(model, X, y, steps, lr, alpha) -> losses``: full-batch gradient descent on
+    hinge loss + alpha * sum p^2, learning rate decaying linearly from lr to lr / 10, against
+    ``slm_course.autograd_nn.fit_hinge`` step by step (the same parameters after each step)."""
+    from slm_course.autograd_nn import ValueMLP, fit_hinge, make_moons
+
+    name = "check_train_moons"
+    X, y = make_moons(12, noise=0.1, seed=3)
+    for steps in (1, 2, 4):
+        mine, reference = ValueMLP(2, [4, 1], seed=1), ValueMLP(2, [4, 1], seed=1)
+        losses = call_learner(name, fn, mine, X, y, steps, 0.5, 1e-3)
+        want = fit_hinge(reference, X, y, steps, lr=0.5, alpha=1e-3)
+        expect(name, isinstance(losses, (list, tuple)) and len(losses) == steps,
+               f"return the list of the {steps} losses, one per step", got=losses,
+               hint="append loss.data to a list at every step and return it")
+        expect_close(name, [float(v.data) if isinstance(v, Value) else v for v in losses],
+                     want, what=f"the losses of {steps} step(s)", rtol=1e-7,
+                     hint="loss = hinge_loss(scores, labels) + l2_penalty(model, alpha), over "
+                          "all points, computed before the update of that step")
+        got_p = [p.data for p in mine.parameters()]
+        want_p = [p.data for p in reference.parameters()]
+        expect_close(name, got_p, want_p, what=f"the parameters after {steps} step(s)",
+                     rtol=1e-7, atol=1e-10,
+                     hint="model.zero_grad() before loss.backward() (gradients accumulate), "
+                          "then p.data -= step_lr * p.grad with step_lr = lr * (1 - 0.9 * "
+                          "step / (steps - 1)), step counted from 0" if steps > 1 else
+                          "model.zero_grad(), loss.backward(), then p.data -= lr * p.grad")
+    return passed(name, "1, 2 and 4 steps: the same losses and parameters as fit_hinge")
+
+
+def check_moons_challenge(model: Any, target: float | None = None) -> float:
+    """The open challenge: the accuracy of ``model`` (a ``ValueMLP``, or anything whose
+    ``predict(X)`` gives one score per point, positive for label +1) on 1,000 fresh
+    two-moons points (``make_moons(1000, noise=0.1, seed=2024)``) it never trained on.
+    Target: ``CHALLENGE_TARGET`` (97% full profile, 90% fast profile)."""
+    import numpy as np
+
+    from slm_course.autograd_nn import make_moons
+    from slm_course.helpers.workload import pick
+
+    name = "check_moons_challenge"
+    target = pick(**CHALLENGE_TARGET) if target is None else target
+    X, y = make_moons(1000, noise=0.1, seed=2024)
+    expect(name, callable(getattr(model, "predict", None)),
+           "pass a model with a predict(X) method (a ValueMLP has one)",
+           got=type(model).__name__)
+    scores = np.asarray(call_learner(name, model.predict, X.copy()), dtype=np.float64)
+    expect(name, scores.shape == (len(X),), f"predict returned shape {scores.shape}, "
+           f"expected ({len(X)},)", hint="one output neuron: ValueMLP(2, [..., 1])")
+    accuracy = float(np.mean(np.where(scores > 0, 1, -1) == y))
+    expect(name, accuracy >= target, f"held-out accuracy {accuracy:.1%} is below the target "
+           f"{target:.0%}", expected=f">= {target:.0%}", got=f"{accuracy:.1%}",
+           hint="a wider or deeper net (16 or 32 units, two hidden layers), more steps, or "
+                "more training points; the boundary must bend around both moons")
+    passed(name, f"{accuracy:.1%} on 1,000 held-out points (target {target:.0%})")
+    return accuracy
