@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from slm_course.helpers.configs import config_from_dict
 from slm_course.seq2seq import sequence_loss
-from slm_course.transformer import Block, LayerNorm, check_attention_path
+from slm_course.transformer import Block, KVCache, LayerNorm, check_activation, check_attention_path
 
 
 @dataclass
@@ -50,6 +50,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2: True)
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "explicit": readable
+    activation: str = "gelu"  # "gelu": exact; "gelu_tanh": GPT-2's approximation (gelu_new)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -65,6 +66,7 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         check_attention_path(self.attention)
+        check_activation(self.activation)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +99,8 @@ class GPT(nn.Module):
             wpe=nn.Embedding(config.block_size, config.n_embd),  # position embeddings
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config.n_embd, config.n_head, dropout=config.dropout,
-                                   bias=config.bias, causal=True, attention=config.attention)
+                                   bias=config.bias, causal=True, attention=config.attention,
+                                   activation=config.activation)
                              for _ in range(config.n_layer)]),  # stage 13's blocks
             ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
@@ -131,23 +134,36 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (logits (B, T, V), loss or None). ``targets`` (B, T); IGNORE_INDEX (-100)
-        marks "no target" at a position."""
+        marks "no target" at a position.
+
+        ``cache`` (stage 17): a :class:`~slm_course.transformer.KVCache` holding the keys and
+        values of the ``cache.length`` tokens before ``idx``; ``idx`` then sits at positions
+        cache.length .. cache.length + T - 1, and its keys and values are added to the cache.
+        """
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
         B, T = idx.shape
+        past = 0 if cache is None else cache.length
         if idx.shape[1] > self.config.block_size:
             raise ValueError(
                 f"the input has {T} tokens but the model's block_size is "
                 f"{self.config.block_size}: crop it to the last {self.config.block_size} tokens "
                 f"(idx[:, -block_size:]) or train a model with a larger block_size")
-        pos = torch.arange(T, device=idx.device)  # (T,)
+        if past + T > self.config.block_size:
+            raise ValueError(
+                f"the KV cache holds {past} tokens, so {T} more would reach position "
+                f"{past + T} past the model's block_size {self.config.block_size}: "
+                f"cache.reset() and run the last {self.config.block_size} tokens again")
+        pos = torch.arange(past, past + T, device=idx.device)  # (T,): after the cached tokens
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
         x = self.transformer.drop(x)
-        for block in self.transformer.h:
-            x, _ = block(x)  # (B, T, C)
+        for layer, block in enumerate(self.transformer.h):
+            x, _ = block(x, cache=cache, layer=layer)  # (B, T, C)
+        if cache is not None:
+            cache.advance(T)  # every layer has written: the new tokens are stored
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         loss = None if targets is None else sequence_loss(logits, targets)

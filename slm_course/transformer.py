@@ -14,6 +14,9 @@ them (``wte``, ``wpe``, ``h``, ``ln_1``, ``attn.c_attn``, ``attn.c_proj``, ``ln_
 ``n_layer``), so loading or exporting GPT-2 weights (stage 17) maps keys one to one (GPT-2
 keeps ``c_attn``, ``c_proj``, ``c_fc`` as Conv1D: the same matrices, transposed).
 
+:class:`KVCache` and the ``cache`` argument of the attention and the block are stage 17's
+(inference): they let a causal model generate without recomputing the past.
+
 Stage 13: the transformer.
 """
 
@@ -132,6 +135,74 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
+class KVCache:
+    """The keys and values of every token seen so far, one (B, H, max_len, D) pair per layer.
+
+    Generating token t+1 needs attention of the new query over the keys and values of tokens
+    1..t; those of 1..t-1 were already computed for the previous token and do not change (a
+    causal model never lets an old token see a new one). So keep them: each step computes
+    k, v for the one new token, writes them at position ``length`` and attends over
+    ``[0, length]``. A step then costs O(t) instead of recomputing all t tokens (O(t) per
+    layer for the projections and O(t^2) for attention).
+
+    Preallocated rather than concatenated: each layer's buffers are allocated once, at the
+    first update, for ``max_len`` positions (the model's block_size), and a step writes one
+    slice in place. ``torch.cat`` would copy the whole cache at every step (O(t) memory
+    traffic per token, O(t^2) in all) and allocate a new tensor each time; preallocation
+    also makes the memory visible up front: 2 * n_layer * B * max_len * C * bytes.
+    The shapes (heads, head width, dtype, device) come from the first keys written, so the
+    same cache serves any attention that calls :meth:`update`.
+
+    The model calls :meth:`update` once per layer, then :meth:`advance` once all layers have
+    written, so every layer of one forward pass sees the same ``length``.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        if not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"max_len must be a positive int (the model's block_size), "
+                             f"got {max_len!r}")
+        self.max_len = max_len
+        self.length = 0  # tokens stored so far
+        self.keys: list[torch.Tensor] = []  # per layer (B, H, max_len, D)
+        self.values: list[torch.Tensor] = []
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write layer ``layer``'s new k, v (B, H, T, D) at positions [length, length + T);
+        return that layer's keys and values so far, each (B, H, length + T, D)."""
+        B, H, T, D = k.shape
+        end = self.length + T
+        if end > self.max_len:
+            raise ValueError(f"the KV cache holds {self.length} tokens and {T} more would pass "
+                             f"its max_len={self.max_len} (the model's block_size); "
+                             f"reset() it and recompute from the last tokens instead")
+        if layer == len(self.keys):  # first time this layer writes: allocate its buffers
+            self.keys.append(k.new_zeros(B, H, self.max_len, D))
+            self.values.append(v.new_zeros(B, H, self.max_len, D))
+        elif layer > len(self.keys):
+            raise ValueError(f"layer {layer} wrote before layer {len(self.keys)}: layers must "
+                             f"update the cache in order 0, 1, 2, ...")
+        elif self.keys[layer].shape != (B, H, self.max_len, D):
+            raise ValueError(f"layer {layer}'s cache holds shape "
+                             f"{tuple(self.keys[layer].shape)} but got keys {tuple(k.shape)}; "
+                             f"use a new KVCache for a new batch")
+        self.keys[layer][:, :, self.length:end] = k  # in place: no copy of the past
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Count ``n`` more tokens as stored (call once per forward pass, after all layers)."""
+        self.length += n
+
+    def reset(self) -> None:
+        """Forget every token (the buffers stay allocated, to be overwritten)."""
+        self.length = 0
+
+    def nbytes(self) -> int:
+        """Bytes the buffers take: 2 * n_layer * B * H * max_len * D * element size."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
 class MultiHeadAttention(nn.Module):
     """n_head attentions side by side, each on its own d = C / n_head channels:
 
@@ -162,14 +233,18 @@ class MultiHeadAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                causal: bool = False, need_weights: bool = False
+                causal: bool = False, need_weights: bool = False,
+                cache: KVCache | None = None, layer: int = 0
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, C) -> (output (B, T, C), weights (B, H, T, T) or None).
+        """x (B, T, C) -> (output (B, T, C), weights (B, H, T, T_k) or None).
 
         padding_mask (B, T) bool: True at real tokens, False at padding, which no query may
         attend to (the opposite of ``nn.MultiheadAttention``'s key_padding_mask).
         causal: query t may attend only to keys <= t.
         need_weights: also return the attention weights (takes the explicit path).
+        cache: a :class:`KVCache` holding the keys and values of the ``cache.length`` tokens
+        before x (stage 17); this layer (number ``layer``) appends its new k, v there and
+        attends over all T_k = cache.length + T of them.
         """
         if x.ndim != 3 or x.shape[-1] != self.n_embd:
             raise ValueError(f"expected x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}")
@@ -180,6 +255,15 @@ class MultiHeadAttention(nn.Module):
         k = k.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         v = v.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         mask = self._key_mask(padding_mask, B, T)  # (B, 1, 1, T) or None
+        if cache is not None:  # stage 17: the past tokens' keys and values, not recomputed
+            if padding_mask is not None:
+                raise ValueError("a KV cache with a padding_mask is not supported: generate "
+                                 "unpadded prompts (one length per batch) or pass cache=None")
+            past = cache.length
+            k, v = cache.update(layer, k, v)  # each (B, H, past + T, D)
+            if causal and past > 0:  # new query i sits at position past + i: sees keys <= it
+                mask = causal_mask(T, past + T, device=x.device) if T > 1 else None
+                causal = False  # (T, past + T); one new token may see every key
         if mask is not None and causal:  # one boolean mask for both
             mask, causal = mask & causal_mask(T, device=x.device), False  # (B, 1, T, T)
         weights = None
@@ -206,14 +290,32 @@ class MultiHeadAttention(nn.Module):
         return padding_mask[:, None, None, :]
 
 
+GELU_VARIANTS = ("gelu", "gelu_tanh")  # exact GELU, or GPT-2's tanh approximation (gelu_new)
+
+
+def check_activation(activation: str) -> None:
+    """Raise a ValueError naming the choices unless ``activation`` is one of GELU_VARIANTS."""
+    if activation not in GELU_VARIANTS:
+        raise ValueError(f"activation must be one of {GELU_VARIANTS} (\"gelu\": exact, "
+                         f"x * Phi(x); \"gelu_tanh\": GPT-2's tanh approximation), "
+                         f"got {activation!r}")
+
+
 class MLP(nn.Module):
-    """The position-wise feed-forward net: MLP(x) = W_2 GELU(W_1 x + b_1) + b_2, 4x wide."""
+    """The position-wise feed-forward net: MLP(x) = W_2 GELU(W_1 x + b_1) + b_2, 4x wide.
+
+    ``activation="gelu"`` is the exact GELU(x) = x Phi(x); ``"gelu_tanh"`` is the
+    approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) that OpenAI's GPT-2 was
+    trained with (Hugging Face calls it ``gelu_new``); they differ by up to about 1e-3, enough
+    to matter when running GPT-2's weights (stage 17).
+    """
 
     def __init__(self, n_embd: int, ratio: int = 4, dropout: float = 0.0,
-                 bias: bool = True) -> None:
+                 bias: bool = True, activation: str = "gelu") -> None:
         super().__init__()
+        check_activation(activation)
         self.c_fc = nn.Linear(n_embd, ratio * n_embd, bias=bias)  # W_1
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
         self.c_proj = nn.Linear(ratio * n_embd, n_embd, bias=bias)  # W_2
         self.dropout = nn.Dropout(dropout)
 
@@ -231,18 +333,23 @@ class Block(nn.Module):
     """
 
     def __init__(self, n_embd: int, n_head: int, *, mlp_ratio: int = 4, dropout: float = 0.0,
-                 bias: bool = True, causal: bool = True, attention: str = "fast") -> None:
+                 bias: bool = True, causal: bool = True, attention: str = "fast",
+                 activation: str = "gelu") -> None:
         super().__init__()
         self.causal = causal
         self.ln_1 = LayerNorm(n_embd, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, attention)
         self.ln_2 = LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, mlp_ratio, dropout, bias)
+        self.mlp = MLP(n_embd, mlp_ratio, dropout, bias, activation)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, C) -> (x (B, T, C), attention weights (B, H, T, T) or None)."""
-        a, weights = self.attn(self.ln_1(x), padding_mask, self.causal, need_weights)
+                need_weights: bool = False, cache: KVCache | None = None, layer: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C) -> (x (B, T, C), attention weights (B, H, T, T) or None).
+
+        ``cache``: a :class:`KVCache` this block (number ``layer``) reads and writes."""
+        a, weights = self.attn(self.ln_1(x), padding_mask, self.causal, need_weights,
+                               cache=cache, layer=layer)
         x = x + a  # tokens talk to each other
         x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
         return x, weights
