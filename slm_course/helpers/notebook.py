@@ -54,3 +54,37 @@ def device_report() -> str:
     from slm_course.helpers.device import pick_device
 
     return str(pick_device())
+
+
+def shown(value: object, digits: int = 4) -> str:
+    """A short, readable form of ``value`` for the message of a lesson's assert.
+
+    A lesson writes ``assert loss < 2.0, f"this lesson claims ...; with your settings the
+    loss is {shown(loss)}"``: numbers to ``digits`` significant figures, a small array or
+    tensor in full, a large one by its shape and range, anything else by its (shortened)
+    ``repr``. It never raises, because it runs only while an assert is already failing.
+    """
+    try:
+        return _shown(value, digits)
+    except Exception:  # noqa: BLE001 - a message must never hide the failure it reports
+        return repr(value)[:200]
+
+
+def _shown(value: object, digits: int) -> str:
+    if isinstance(value, bool | str | int) and not isinstance(value, np.generic):
+        return repr(value)[:200] if isinstance(value, str) else str(value)
+    if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    if isinstance(value, float | np.generic):
+        return f"{float(value):.{digits}g}" if np.isrealobj(value) else str(value)
+    if isinstance(value, np.ndarray | list | tuple):
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            return repr(value)[:200]
+        if array.size == 1:
+            return f"{array.item():.{digits}g}"
+        if array.size <= 8:
+            return np.array2string(array, precision=digits, separator=", ")
+        return (f"an array of shape {tuple(array.shape)}, from {array.min():.{digits}g} "
+                f"to {array.max():.{digits}g}")
+    return repr(value)[:200]
