@@ -21,6 +21,10 @@ Attention runs through PyTorch's fused ``F.scaled_dot_product_attention``;
 ``GPTConfig(attention="explicit")`` switches to the readable
 ``slm_course.attention.scaled_dot_product_attention`` and the tests prove the two equal.
 
+Stage 18 adds the options of a modern small LM, each off by default: ``norm="rmsnorm"``,
+``position="rope"`` (no position table; q and k turn by their positions), ``mlp="swiglu"``
+and ``n_kv_head`` (grouped-query attention); see :mod:`slm_course.modern`.
+
 Stage 14: GPT, the small language model.
 """
 
@@ -34,8 +38,15 @@ import torch
 import torch.nn as nn
 
 from slm_course.helpers.configs import config_from_dict
+from slm_course.modern import check_modern_options
 from slm_course.seq2seq import sequence_loss
-from slm_course.transformer import Block, KVCache, LayerNorm, check_activation, check_attention_path
+from slm_course.transformer import (
+    Block,
+    KVCache,
+    check_activation,
+    check_attention_path,
+    make_norm,
+)
 
 
 @dataclass
@@ -51,6 +62,11 @@ class GPTConfig:
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2: True)
     attention: str = "fast"  # "fast": F.scaled_dot_product_attention; "explicit": readable
     activation: str = "gelu"  # "gelu": exact; "gelu_tanh": GPT-2's approximation (gelu_new)
+    # stage 18, a modern small LM (defaults: GPT-2's choices)
+    norm: str = "layernorm"  # "rmsnorm": RMSNorm everywhere a LayerNorm was
+    position: str = "learned"  # "rope": rotary embeddings in attention, no position table
+    mlp: str = "gelu"  # "swiglu": a gated MLP with the GELU MLP's parameter count
+    n_kv_head: int | None = None  # grouped-query attention: key/value heads (None = n_head)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -67,6 +83,8 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         check_attention_path(self.attention)
         check_activation(self.activation)
+        check_modern_options(self.norm, self.position, self.mlp, self.n_head, self.n_kv_head,
+                             self.n_embd // self.n_head)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,15 +112,18 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         self.config = config
+        rope = config.position == "rope"  # stage 18: positions turn q and k inside attention
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
-            wpe=nn.Embedding(config.block_size, config.n_embd),  # position embeddings
+            **({} if rope else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config.n_embd, config.n_head, dropout=config.dropout,
                                    bias=config.bias, causal=True, attention=config.attention,
-                                   activation=config.activation)
+                                   activation=config.activation, norm=config.norm,
+                                   mlp=config.mlp, n_kv_head=config.n_kv_head,
+                                   rope_positions=config.block_size if rope else 0)
                              for _ in range(config.n_layer)]),  # stage 13's blocks
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=make_norm(config.norm, config.n_embd, config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying: one (V, C) matrix
@@ -130,7 +151,7 @@ class GPT(nn.Module):
         and ``parameters()`` yields the shared matrix once.
         """
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and "wpe" in self.transformer:  # RoPE models have no position table
             n -= self.transformer.wpe.weight.numel()
         return n
 
@@ -157,8 +178,10 @@ class GPT(nn.Module):
                 f"the KV cache holds {past} tokens, so {T} more would reach position "
                 f"{past + T} past the model's block_size {self.config.block_size}: "
                 f"cache.reset() and run the last {self.config.block_size} tokens again")
-        pos = torch.arange(past, past + T, device=idx.device)  # (T,): after the cached tokens
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if "wpe" in self.transformer:  # learned positions; RoPE turns q and k in attention
+            pos = torch.arange(past, past + T, device=idx.device)  # (T,): after cached tokens
+            x = x + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
         x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
             x, _ = block(x, cache=cache, layer=layer)  # (B, T, C)
@@ -174,7 +197,8 @@ def parameter_counts(model: GPT) -> dict[str, int]:
     """Where the parameters live: {component: count}; the values sum to ``num_params(False)``.
 
     Components: token embeddings (shared with the output layer), position embeddings,
-    attention (q, k, v and output projections), MLP, LayerNorms, summed over the blocks.
+    attention (q, k, v and output projections), MLP, LayerNorms (or RMSNorms), summed over
+    the blocks.
     """
     counts = {"token embedding (= output layer)": 0, "position embedding": 0,
               "attention": 0, "MLP": 0, "LayerNorm": 0}

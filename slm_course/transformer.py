@@ -17,6 +17,10 @@ keeps ``c_attn``, ``c_proj``, ``c_fc`` as Conv1D: the same matrices, transposed)
 :class:`KVCache` and the ``cache`` argument of the attention and the block are stage 17's
 (inference): they let a causal model generate without recomputing the past.
 
+The options of stage 18 (``norm="rmsnorm"``, ``mlp="swiglu"``, ``n_kv_head`` for
+grouped-query attention, ``rope_positions`` for rotary position embeddings) swap in the
+modern parts of :mod:`slm_course.modern`; the defaults are GPT-2's.
+
 Stage 13: the transformer.
 """
 
@@ -30,6 +34,14 @@ from torch import nn
 
 from slm_course.attention import causal_mask, scaled_dot_product_attention
 from slm_course.helpers.eval_mode import evaluating
+from slm_course.modern import (
+    RMSNorm,
+    SwiGLU,
+    apply_rotary,
+    repeat_kv,
+    rotary_tables,
+    swiglu_hidden_width,
+)
 from slm_course.seq2seq import IGNORE_INDEX, SOS, make_digit_batch, sequence_loss
 from slm_course.train import TrainConfig, train
 
@@ -214,20 +226,35 @@ class MultiHeadAttention(nn.Module):
     ``attention="fast"`` runs PyTorch's fused ``F.scaled_dot_product_attention``;
     ``"explicit"`` (or ``need_weights=True``, which also returns the weights for plots) runs
     the readable ``slm_course.attention.scaled_dot_product_attention``. Same numbers.
+
+    Stage 18: ``n_kv_head=G`` < n_head makes it grouped-query attention (G key/value heads,
+    each shared by n_head / G query heads: ``c_attn`` is then C -> (H + 2G) D, and a KV cache
+    stores G heads); ``rope_positions=N`` rotates q and k by their positions (RoPE, tables
+    for N positions) instead of relying on position embeddings added to x.
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
-                 attention: str = "fast") -> None:
+                 attention: str = "fast", n_kv_head: int | None = None,
+                 rope_positions: int = 0) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}; choose "
                              f"a width that is a multiple of the number of heads")
         check_attention_path(attention)
         self.n_head = n_head
+        self.n_kv_head = n_kv_head or n_head
+        if n_head % self.n_kv_head:
+            raise ValueError(f"n_kv_head={n_kv_head} must divide n_head={n_head}")
         self.n_embd = n_embd
         self.dropout = dropout
         self.explicit = attention == "explicit"
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # x -> [q, k, v]
+        kv_width = self.n_kv_head * (n_embd // n_head)  # G D: C when G = H
+        self.c_attn = nn.Linear(n_embd, n_embd + 2 * kv_width, bias=bias)  # x -> [q, k, v]
+        self.rope = rope_positions > 0
+        if self.rope:  # buffers move with .to(device); not saved: they are a pure function
+            cos, sin = rotary_tables(rope_positions, n_embd // n_head)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (N, D/2)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)  # W_o
         self.attn_dropout = nn.Dropout(dropout)
         self.resid_dropout = nn.Dropout(dropout)
@@ -249,11 +276,15 @@ class MultiHeadAttention(nn.Module):
         if x.ndim != 3 or x.shape[-1] != self.n_embd:
             raise ValueError(f"expected x of shape (B, T, {self.n_embd}), got {tuple(x.shape)}")
         B, T, C = x.shape
-        H, D = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        H, G, D = self.n_head, self.n_kv_head, C // self.n_head
+        q, k, v = self.c_attn(x).split([C, G * D, G * D], dim=2)  # (B, T, C), (B, T, G D) x2
         q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D): each head attends on its own
-        k = k.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        v = v.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, G, D).transpose(1, 2)  # (B, G, T, D); G = H without GQA
+        v = v.view(B, T, G, D).transpose(1, 2)  # (B, G, T, D)
+        if self.rope:  # stage 18: turn q and k by their positions, after any cached tokens
+            past = 0 if cache is None else cache.length
+            cos, sin = self.rope_cos[past:past + T], self.rope_sin[past:past + T]  # (T, D/2)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         mask = self._key_mask(padding_mask, B, T)  # (B, 1, 1, T) or None
         if cache is not None:  # stage 17: the past tokens' keys and values, not recomputed
             if padding_mask is not None:
@@ -264,6 +295,7 @@ class MultiHeadAttention(nn.Module):
             if causal and past > 0:  # new query i sits at position past + i: sees keys <= it
                 mask = causal_mask(T, past + T, device=x.device) if T > 1 else None
                 causal = False  # (T, past + T); one new token may see every key
+        k, v = repeat_kv(k, H // G), repeat_kv(v, H // G)  # (B, H, T_k, D): the cache keeps G
         if mask is not None and causal:  # one boolean mask for both
             mask, causal = mask & causal_mask(T, device=x.device), False  # (B, 1, T, T)
         weights = None
@@ -330,17 +362,26 @@ class Block(nn.Module):
         x = x + MLP(LN_2(x))
 
     The residual path carries x through untouched; each sub-layer only adds a correction.
+    Stage 18's options: ``norm="rmsnorm"`` (RMSNorm for both LNs), ``mlp="swiglu"`` (a
+    SwiGLU MLP with the GELU MLP's parameter count), ``n_kv_head`` and ``rope_positions``
+    (passed to :class:`MultiHeadAttention`).
     """
 
     def __init__(self, n_embd: int, n_head: int, *, mlp_ratio: int = 4, dropout: float = 0.0,
                  bias: bool = True, causal: bool = True, attention: str = "fast",
-                 activation: str = "gelu") -> None:
+                 activation: str = "gelu", norm: str = "layernorm", mlp: str = "gelu",
+                 n_kv_head: int | None = None, rope_positions: int = 0) -> None:
         super().__init__()
         self.causal = causal
-        self.ln_1 = LayerNorm(n_embd, bias=bias)
-        self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, attention)
-        self.ln_2 = LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, mlp_ratio, dropout, bias, activation)
+        self.ln_1 = make_norm(norm, n_embd, bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, dropout, bias, attention, n_kv_head,
+                                       rope_positions)
+        self.ln_2 = make_norm(norm, n_embd, bias)
+        if mlp == "swiglu":
+            hidden = swiglu_hidden_width(n_embd, mlp_ratio, bias)
+            self.mlp = SwiGLU(n_embd, hidden, dropout, bias)
+        else:
+            self.mlp = MLP(n_embd, mlp_ratio, dropout, bias, activation)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 need_weights: bool = False, cache: KVCache | None = None, layer: int = 0
@@ -353,6 +394,16 @@ class Block(nn.Module):
         x = x + a  # tokens talk to each other
         x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
         return x, weights
+
+
+def make_norm(norm: str, n_embd: int, bias: bool = True) -> nn.Module:
+    """``"layernorm"``: :class:`LayerNorm` (with beta when ``bias``); ``"rmsnorm"``: stage 18's
+    :class:`slm_course.modern.RMSNorm` (a gain only)."""
+    if norm == "rmsnorm":
+        return RMSNorm(n_embd)
+    if norm == "layernorm":
+        return LayerNorm(n_embd, bias=bias)
+    raise ValueError(f"norm={norm!r}; choose 'layernorm' or 'rmsnorm'")
 
 
 def block_for(config: TransformerConfig) -> Block:

@@ -141,3 +141,119 @@ def test_check_modern_options_names_the_choices():
     with pytest.raises(ValueError, match="even"):
         check_modern_options("rmsnorm", "rope", "gelu", 4, 2, 7)
     check_modern_options("rmsnorm", "rope", "swiglu", 4, 2, 8)  # fine: no error
+
+
+# ---------------------------------------------------------------------------------------------
+# The options in the course's transformer and GPT
+# ---------------------------------------------------------------------------------------------
+
+MODERN = dict(norm="rmsnorm", position="rope", mlp="swiglu", n_kv_head=2)
+
+
+def small_gpt(**options):
+    from slm_course.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=4, n_embd=32,
+                         **options)).eval()
+
+
+def test_the_defaults_are_gpt2s():
+    from slm_course.gpt import GPTConfig
+
+    config = GPTConfig()
+    assert (config.norm, config.position, config.mlp, config.n_kv_head) == \
+        ("layernorm", "learned", "gelu", None)
+    model = small_gpt()
+    keys = set(model.state_dict())
+    assert "transformer.wpe.weight" in keys and "transformer.h.0.ln_1.weight" in keys
+    assert model.transformer.h[0].attn.c_attn.weight.shape == (3 * 32, 32)
+    assert not any("rope" in k for k in keys), "old checkpoints must load unchanged"
+
+
+def test_a_modern_gpt_has_no_position_table_and_the_same_mlp_size():
+    old, new = small_gpt(), small_gpt(**MODERN)
+    assert "wpe" not in new.transformer
+    mlp = lambda m: sum(p.numel() for p in m.transformer.h[0].mlp.parameters())  # noqa: E731
+    assert abs(mlp(new) - mlp(old)) <= (3 * 32) / 2
+    assert isinstance(new.transformer.ln_f, RMSNorm)
+    G, D = 2, 32 // 4
+    assert new.transformer.h[0].attn.c_attn.weight.shape == (32 + 2 * G * D, 32)
+    assert new.num_params() == new.num_params(non_embedding=False)
+
+
+@pytest.mark.parametrize("options", [MODERN, dict(position="rope"), dict(n_kv_head=1),
+                                     dict(norm="rmsnorm", mlp="swiglu")])
+def test_cached_generation_equals_uncached_for_the_modern_options(options):
+    """With the KV cache, RoPE must rotate new tokens at their absolute positions and GQA must
+    store only n_kv_head heads; the logits must match a full forward pass."""
+    from slm_course.transformer import KVCache
+
+    model = small_gpt(**options)
+    idx = torch.randint(0, 13, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(16)
+        first, _ = model(idx[:, :5], cache=cache)  # a prompt of 5, then one token at a time
+        steps = [first] + [model(idx[:, t:t + 1], cache=cache)[0] for t in range(5, 12)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    assert cache.keys[0].shape[1] == (options.get("n_kv_head") or 4), "cache G heads"
+
+
+def test_gqa_equals_full_attention_with_shared_key_value_weights():
+    """Grouped-query attention with G groups = multi-head attention whose H key (and value)
+    heads are G distinct heads, each repeated H / G times; and with G = H it is MHA itself."""
+    from slm_course.transformer import MultiHeadAttention
+
+    torch.manual_seed(0)
+    C, H, G = 24, 6, 2
+    D = C // H
+    gqa = MultiHeadAttention(C, H, bias=True, n_kv_head=G)
+    full = MultiHeadAttention(C, H, bias=True)
+    Wq, Wk, Wv = gqa.c_attn.weight.split([C, G * D, G * D])  # nn.Linear: (out, in)
+    bq, bk, bv = gqa.c_attn.bias.split([C, G * D, G * D])
+    spread = lambda w: w.view(G, D, *w.shape[1:]).repeat_interleave(H // G, 0).reshape(  # noqa
+        C, *w.shape[1:])
+    with torch.no_grad():
+        full.c_attn.weight.copy_(torch.cat([Wq, spread(Wk), spread(Wv)]))
+        full.c_attn.bias.copy_(torch.cat([bq, spread(bk), spread(bv)]))
+        full.c_proj.load_state_dict(gqa.c_proj.state_dict())
+    x = torch.randn(3, 7, C)
+    assert torch.allclose(gqa(x, causal=True)[0], full(x, causal=True)[0], atol=1e-5)
+    same = MultiHeadAttention(C, H, bias=True, n_kv_head=H)
+    same.load_state_dict(full.state_dict())  # G = H: the very same weights and shapes
+    assert torch.allclose(same(x, causal=True)[0], full(x, causal=True)[0], atol=1e-6)
+    ref = nn.MultiheadAttention(C, H, batch_first=True)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(full.c_attn.weight)
+        ref.in_proj_bias.copy_(full.c_attn.bias)
+        ref.out_proj.load_state_dict(full.c_proj.state_dict())
+    mask = torch.triu(torch.ones(7, 7, dtype=torch.bool), 1)
+    assert torch.allclose(same(x, causal=True)[0], ref(x, x, x, attn_mask=mask)[0], atol=1e-5)
+
+
+def test_the_explicit_attention_path_agrees_with_rope_and_gqa():
+    fast = small_gpt(**MODERN)
+    slow = small_gpt(**MODERN, attention="explicit")
+    slow.load_state_dict(fast.state_dict())
+    idx = torch.randint(0, 13, (2, 16), generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(fast(idx)[0], slow(idx)[0], atol=1e-5)
+
+
+def test_bad_modern_options_are_clear_errors():
+    from slm_course.gpt import GPTConfig
+
+    with pytest.raises(ValueError, match="even"):
+        GPTConfig(n_embd=12, n_head=4, position="rope")  # head width 3
+    with pytest.raises(ValueError, match="divide"):
+        GPTConfig(n_head=4, n_kv_head=3)
+    with pytest.raises(ValueError, match="swiglu"):
+        GPTConfig(mlp="relu")
+
+
+def test_presets_parse_the_new_options():
+    from slm_course.cli.presets import apply_overrides, get_preset
+
+    preset = apply_overrides(get_preset("tiny"), {"n_kv_head": "1", "position": "rope"})
+    assert preset.model["n_kv_head"] == 1 and preset.model["position"] == "rope"
+    assert apply_overrides(get_preset("tiny"), {"n_kv_head": "none"}).model["n_kv_head"] is None
