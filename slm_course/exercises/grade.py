@@ -141,6 +141,11 @@ def load_canonical(path: Path) -> Canonical:
     check_names = {n for names in imports.values() for n in names}
     exercises = []
     title = ""
+    calls: dict[str, int] = {}
+    every_call = [n for c in nb.cells if c.cell_type == "code"
+                  and _is_check_cell(c.source, check_names)
+                  for n in CHECK_CALL.findall(c.source)[:1]]
+    repeated = {n for n in every_call if every_call.count(n) > 1}
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             heading = next((line.lstrip("#").strip() for line in cell.source.splitlines()
@@ -151,6 +156,8 @@ def load_canonical(path: Path) -> Canonical:
             continue
         tree = _parse(cell.source)
         key = next(n for n in CHECK_CALL.findall(cell.source) if n in check_names)
+        calls[key] = calls.get(key, 0) + 1
+        key = f"{key}#{calls[key]}" if calls[key] > 1 or key in repeated else key
         needs = tuple(n for n in _free_names(tree) if n not in check_names)
         exercises.append(Exercise(key, title or key, cell.source, needs,
                                   tuple(n for n in needs if n in stub_defined)))
