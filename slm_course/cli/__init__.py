@@ -13,6 +13,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "exercises": ("slm_course.exercises.cli", "build, check and grade exercise notebooks"),
     "train": ("slm_course.cli.train", "train a GPT from a preset: --preset NAME [--key=value]"),
     "sample": ("slm_course.cli.sample", "sample text from a checkpoint"),
+    "export": ("slm_course.cli.export", "export a checkpoint to a Hugging Face GPT-2 folder"),
+    "site": ("slm_course.cli.site", "run the lessons and build the course website"),
 }
 
 
