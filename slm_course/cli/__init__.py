@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("slm_course.data.cli", "list, fetch and verify the course's datasets"),
     "exercises": ("slm_course.exercises.cli", "build, check and grade exercise notebooks"),
+    "challenge": ("slm_course.exercises.challenge", "score challenge submissions: leaderboard"),
     "train": ("slm_course.cli.train", "train a GPT from a preset: --preset NAME [--key=value]"),
     "sample": ("slm_course.cli.sample", "sample text from a checkpoint"),
     "export": ("slm_course.cli.export", "export a checkpoint to a Hugging Face GPT-2 folder"),
