@@ -11,9 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 from slm_course.exercises.checking import call_learner, expect, expect_close, passed
-from slm_course.transformer import LayerNorm, MultiHeadAttention, sinusoidal_positions
+from slm_course.helpers.workload import pick
+from slm_course.transformer import Block, LayerNorm, MultiHeadAttention, sinusoidal_positions
+
+#: the open challenge: exact-match accuracy of greedy sorting on 1,000 fresh prompts of one
+#: length (full profile: 8 digits; fast profile: 5 digits, for a model trained in seconds)
+CHALLENGE = {"full": {"length": 8, "target": 0.95}, "fast": {"length": 5, "target": 0.80}}
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -161,3 +167,74 @@ def check_layer_norm(fn: Callable[..., Any]) -> bool:
                f"{about}: the output has nan or inf", hint="add eps inside the square root")
         expect_close(name, got, want, what=f"y for {about}", rtol=1e-4, atol=1e-5, hint=hint)
     return passed(name, f"{len(cases)} cases, including a constant token")
+
+
+def check_transformer_block(cls: Callable[..., Any]) -> bool:
+    """Check ``cls(n_embd, n_head, causal)``, a pre-norm block assembled from the given
+    ``LayerNorm``, ``MultiHeadAttention`` and ``MLP`` as ``ln_1, attn, ln_2, mlp``, whose
+    ``forward(x, padding_mask=None, need_weights=False)`` returns ``(x, weights)``, against
+    ``slm_course.transformer.Block`` with the same weights."""
+    name = "check_transformer_block"
+    cases = [("causal", True, 2, 5, 8, 2, None), ("encoder (not causal)", False, 3, 4, 16, 4,
+                                                  None),
+             ("encoder with padding", False, 2, 6, 8, 2, [6, 3])]
+    for seed, (about, causal, B, T, C, H, lengths) in enumerate(cases):
+        torch.manual_seed(seed)
+        reference = Block(C, H, causal=causal)
+        with torch.no_grad():  # LayerNorm weights other than 1, so a missing LN shows
+            for p in reference.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        learner = call_learner(name, cls, C, H, causal)
+        expect(name, isinstance(learner, nn.Module), f"{about}: the block must be an "
+               f"nn.Module", got=type(learner).__name__)
+        want_keys = sorted(reference.state_dict())
+        got_keys = sorted(learner.state_dict())
+        expect(name, got_keys == want_keys, f"{about}: the block's parts are not named "
+               "ln_1, attn, ln_2, mlp (or are not the given parts)", expected=want_keys,
+               got=got_keys, hint="self.ln_1 = LayerNorm(n_embd); self.attn = "
+               "MultiHeadAttention(n_embd, n_head); self.ln_2 = LayerNorm(n_embd); "
+               "self.mlp = MLP(n_embd)")
+        learner.load_state_dict(reference.state_dict())
+        x = torch.randn(B, T, C) * 2 + 0.5
+        mask = None if lengths is None else torch.arange(T)[None] < torch.tensor(lengths)[:, None]
+        want, _ = reference(x, mask)
+        out = call_learner(name, learner, x.clone(), mask)
+        expect(name, isinstance(out, tuple) and len(out) == 2,
+               f"{about}: forward must return a pair (x, weights), as the given attention does",
+               got=type(out).__name__, hint="a, weights = self.attn(...); ...; return x, weights")
+        expect_close(name, out[0], want, what=f"block output ({about})", atol=1e-5, rtol=1e-4,
+                     hint="x = x + attn(ln_1(x), padding_mask, causal, need_weights)[0], then "
+                          "x = x + mlp(ln_2(x)); pass self.causal and the padding mask on to "
+                          "the attention")
+    return passed(name, f"{len(cases)} cases: causal, encoder, padding; equal to Block")
+
+
+def check_sort_challenge(model: nn.Module, target: float | None = None) -> float:
+    """The open challenge: exact-match accuracy of ``model`` (a decoder-only model with
+    ``generate_greedy`` like ``TinyTransformer``) sorting 1,000 fresh digit strings
+    (``digit_task_accuracy(task="sort", seed=11)``). ``CHALLENGE``: 8 digits and 95% in the
+    full profile, 5 digits and 80% in the fast profile."""
+    from slm_course.transformer import digit_task_accuracy
+
+    name = "check_sort_challenge"
+    setting = pick(**CHALLENGE)
+    target = setting["target"] if target is None else target
+    length = setting["length"]
+    expect(name, callable(getattr(model, "generate_greedy", None)),
+           "pass a decoder-only model with generate_greedy, e.g. a TinyTransformer",
+           got=type(model).__name__)
+    block_size = getattr(getattr(model, "config", None), "block_size", 2 * length)
+    expect(name, block_size >= 2 * length, f"the model's block_size {block_size} is too short "
+           f"for prompts of {length} digits and their answers", expected=f">= {2 * length}",
+           hint="TransformerConfig(block_size=2 * length, ...)")
+    device = next(model.parameters()).device
+    score = call_learner(name, digit_task_accuracy, model, length=length, task="sort", n=1000,
+                         seed=11, device=device)
+    exact = score["exact"]
+    expect(name, exact >= target, f"exact-match accuracy {exact:.1%} sorting {length} digits "
+           f"is below the target {target:.0%}", got=f"{exact:.1%}",
+           hint="more steps or a larger batch, a learning rate around 3e-3 with warm-up, "
+                "width 64 and 2 layers or more; train on the length you are tested on")
+    passed(name, f"{exact:.1%} of 1,000 held-out strings of {length} digits sorted exactly "
+                 f"(target {target:.0%}); {score['token']:.1%} of digits right")
+    return exact
