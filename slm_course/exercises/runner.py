@@ -73,9 +73,22 @@ def tampered(snap: dict[str, tuple[Any, dict[str, tuple]]]) -> str:
             return f"sys.modules[{name!r}]"
         current = vars(module)
         for key, fp in prints.items():
-            if key not in current or _fingerprint(current[key]) != fp:
+            if key not in current:
+                return f"{name}.{key}"
+            if _fingerprint(current[key]) != fp and not _library_wrapper(current[key], fp):
                 return f"{name}.{key}"
     return ""
+
+
+def _library_wrapper(new: Any, old: tuple) -> bool:
+    """True if ``new`` is PyTorch's own wrapper around the original (``torch._dynamo``
+    wraps ``torch.manual_seed`` and others when it is first imported)."""
+    import torch  # only called when a torch module was fingerprinted, so torch is loaded
+
+    wrapped = getattr(new, "__wrapped__", None)
+    code = getattr(new, "__code__", None)
+    return (wrapped is not None and id(wrapped) == old[0] and code is not None
+            and code.co_filename.startswith(os.path.dirname(torch.__file__)))
 
 
 def borrowed(obj: Any, name: str, course_dir: str, depth: int = 0) -> str:
