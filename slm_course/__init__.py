@@ -28,5 +28,6 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     11: ("LSTM and GRU language models", ("lstm",)),
     12: ("attention and seq2seq", ("attention", "seq2seq")),
     13: ("the transformer", ("transformer",)),
-    14: ("GPT, the small language model", ("lm_data", "gpt", "train", "generate")),
+    14: ("GPT, the small language model", ("lm_data", "gpt", "gpt_ladder", "train", "generate")),
+    16: ("fine-tuning the SLM: LoRA, instruction tuning, DPO", ("lora", "instruct", "dpo")),
 }
