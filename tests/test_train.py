@@ -358,6 +358,19 @@ def test_resuming_with_another_vocabulary_or_shape_is_an_error(data, tmp_path):
               resume=True)
 
 
+def test_a_checkpoint_from_before_a_new_setting_still_resumes(data, tmp_path):
+    # GPTConfig grows fields (activation, norm, position, ...); a checkpoint saved without
+    # them describes the same model with the defaults, so resuming must work.
+    train_lm(small_model(data.vocab_size), data, small_cfg(max_steps=4), out_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["model_config"]["activation"]
+    torch.save(ckpt, path)
+    result = train_lm(small_model(data.vocab_size), data, small_cfg(max_steps=6),
+                      out_dir=tmp_path, resume=True)
+    assert result.step == 6 and len(result.losses) == 6  # steps 5 and 6 ran on top of 1-4
+
+
 def test_bad_train_configs_are_clear_errors():
     with pytest.raises(ValueError, match="warmup_steps=50 > max_steps=10"):
         small_cfg(max_steps=10, warmup_steps=50)

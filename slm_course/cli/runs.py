@@ -232,10 +232,20 @@ def _config_dict(model: nn.Module) -> dict[str, Any]:
     return config.to_dict() if hasattr(config, "to_dict") else {}
 
 
+def _with_defaults(saved: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """A config saved before a setting existed gets that setting's default (the model it
+    describes is the same), so adding a field to GPTConfig never blocks a resume."""
+    config = getattr(model, "config", None)
+    try:
+        return type(config).from_dict(saved).to_dict()
+    except (AttributeError, TypeError, ValueError):  # not a config class, or unknown keys
+        return saved
+
+
 def check_resumable(ckpt: dict[str, Any], model: nn.Module, tokenizer_dict: Any,
                     path: Path | None) -> None:
     """The checkpoint must belong to this model and tokenizer, or resuming is meaningless."""
-    saved, ours = ckpt["model_config"], _config_dict(model)
+    saved, ours = _with_defaults(ckpt["model_config"], model), _config_dict(model)
     if "vocab_size" in saved and "vocab_size" in ours:
         check_vocab(model.config, saved["vocab_size"], f"the checkpoint {path}")
     differ = {k: (saved.get(k), ours.get(k)) for k in set(saved) | set(ours)
