@@ -32,9 +32,11 @@ from tqdm import tqdm
 from slm_course.helpers.configs import config_from_dict
 from slm_course.helpers.device import autocast_context
 from slm_course.helpers.eval_mode import evaluating
+from slm_course.muon import make_muon
 from slm_course.optim import warmup_cosine_lr
 
 DTYPES = ("auto", "float32", "bfloat16")
+OPTIMIZERS = ("adamw", "muon")  # muon: slm_course.muon (stage 18) for hidden matrices
 Batch = tuple[torch.Tensor, ...]
 Callback = Callable[[str, "TrainState"], None]  # (kind: "step" | "eval" | "stop", state)
 
@@ -49,6 +51,7 @@ class TrainConfig:
     bpe_vocab_size: int = 512
     val_fraction: float = 0.1
     # optimisation
+    optimizer: str = "adamw"  # "muon": Muon for hidden matrices, AdamW for the rest (stage 18)
     batch_size: int = 12
     max_steps: int = 2000
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
@@ -91,6 +94,9 @@ class TrainConfig:
             raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got "
+                             f"{self.optimizer!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"TrainConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
 
@@ -244,8 +250,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on matrices only (see :func:`param_groups`)."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with decoupled weight decay on matrices only (see :func:`param_groups`), or with
+    ``cfg.optimizer="muon"`` stage 18's Muon for the hidden matrices and AdamW for the rest."""
+    if cfg.optimizer == "muon":
+        return make_muon(model, cfg)
     on_cuda = next(model.parameters()).device.type == "cuda"
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                              betas=(cfg.beta1, cfg.beta2), **({"fused": True} if on_cuda else {}))

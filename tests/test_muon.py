@@ -130,3 +130,38 @@ def test_muon_trains_a_small_gpt():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0], losses[::10]
+
+
+def test_the_shared_loop_builds_muon_from_the_train_config():
+    from slm_course.gpt import GPT, GPTConfig
+    from slm_course.train import TrainConfig, make_optimizer
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    assert isinstance(make_optimizer(model, TrainConfig()), torch.optim.AdamW), "default"
+    opt = make_optimizer(model, TrainConfig(optimizer="muon", lr=3e-3, weight_decay=0.0))
+    assert isinstance(opt, Muon) and all(g["lr"] == 3e-3 for g in opt.param_groups)
+    assert sum(bool(g["use_muon"]) for g in opt.param_groups) == 1
+    with pytest.raises(ValueError, match="muon"):
+        TrainConfig(optimizer="sgd")
+
+
+def test_a_muon_run_resumes_exactly(tmp_path):
+    """The optimizer state (momentum buffers, AdamW moments) goes into the checkpoint and
+    comes back: a run stopped and resumed gives the losses of an uninterrupted one."""
+    from slm_course.cli.runs import run_training
+    from slm_course.lm_data import LMData
+    from slm_course.tokenizers import CharTokenizer
+    from slm_course.train import TrainConfig
+
+    text = "to be or not to be, that is the question. " * 40
+    tokenizer = CharTokenizer.from_text(text)
+    data = LMData.from_text(text, tokenizer)
+    model_args = dict(block_size=8, n_layer=1, n_head=2, n_embd=16, position="rope",
+                      norm="rmsnorm", mlp="swiglu")
+    cfg = TrainConfig(optimizer="muon", batch_size=4, max_steps=12, lr=1e-2, min_lr=0.0,
+                      warmup_steps=2, eval_interval=6, eval_batches=2, progress=False)
+    _, whole, _ = run_training(model_args, cfg, data=data)
+    out = tmp_path / "run"
+    run_training(model_args, cfg, data=data, out_dir=out, stop_at=6)
+    _, resumed, _ = run_training(model_args, cfg, data=data, out_dir=out, resume=True)
+    assert torch.equal(resumed.losses, whole.losses)
