@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from slm_course.exercises.checking import call_learner, expect, expect_close, fail, passed
+from slm_course.exercises.checking import (
+    CheckFailed,
+    call_learner,
+    expect,
+    expect_close,
+    fail,
+    passed,
+)
 from slm_course.optim import adam_update, warmup_cosine_lr
 
 
@@ -145,3 +152,60 @@ def _schedule_hint(step: int, *, max_lr: float, min_lr: float, warmup_steps: int
 
 def _fmt(hp: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in hp.items())
+
+
+# ---------------------------------------------------------------- the open challenge
+
+#: the open challenge: reach f <= this on Rosenbrock's function from (-1.2, 1) with at most
+#: CHALLENGE_BUDGET gradient evaluations (plain Adam at the lesson's lr 2e-2 gets to ~1e-3)
+CHALLENGE_TARGET = 1e-8
+CHALLENGE_BUDGET = 2000
+
+
+class _BudgetSpent(Exception):
+    """Raised by the challenge's gradient when the learner asks for one too many."""
+
+
+def _rosenbrock(p: np.ndarray) -> float:
+    return float((1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2)
+
+
+def check_rosenbrock_challenge(minimize: Callable[..., Any], target: float | None = None,
+                               budget: int | None = None) -> float:
+    """The open challenge: ``minimize(grad, x0) -> x`` must bring Rosenbrock's function
+    f(x, y) = (1 - x)^2 + 100 (y - x^2)^2 from x0 = (-1.2, 1) to f <= 1e-8 (the minimum is
+    0 at (1, 1)) calling ``grad`` at most 2,000 times. Any method goes."""
+    name = "check_rosenbrock_challenge"
+    target = CHALLENGE_TARGET if target is None else target
+    budget = CHALLENGE_BUDGET if budget is None else budget
+    calls = 0
+
+    def grad(p: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        if calls > budget:
+            raise _BudgetSpent
+        x, y = np.asarray(p, dtype=np.float64)
+        return np.array([-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2)])
+
+    try:
+        got = call_learner(name, minimize, grad, np.array([-1.2, 1.0]))
+    except CheckFailed as err:
+        if isinstance(err.__cause__, _BudgetSpent):
+            raise fail(name, f"your minimize asked for more than {budget} gradients",
+                       hint="stop after the budget: a loop of at most 2,000 steps, one "
+                            "gradient each") from None
+        raise
+    point = np.asarray(got, dtype=np.float64) if got is not None else None
+    expect(name, point is not None and point.shape == (2,) and bool(np.isfinite(point).all()),
+           "minimize must return the final point, two finite numbers", got=got,
+           hint="return p; if it is nan or inf the steps were too large (lower lr)")
+    value = _rosenbrock(point)
+    expect(name, value <= target, f"f = {value:.3g} at {point.round(6)} after {calls} "
+           f"gradients; the target is f <= {target:g}", expected=f"<= {target:g}",
+           got=f"{value:.3g}",
+           hint="Adam with a shorter memory of squared gradients (beta2 = 0.99) and a "
+                "learning rate that decays to 0 (your warmup_cosine_lr), or Nesterov "
+                "momentum with a small step; the valley is long and curved")
+    passed(name, f"f = {value:.2g} with {calls} gradients (target {target:g} within {budget})")
+    return value
