@@ -31,6 +31,8 @@ def test_every_rung_is_causal_and_its_loss_is_the_cross_entropy(rung):
 
 def test_the_bigram_rung_sees_only_the_current_token():
     model = make(0)
+    assert torch.all(model.table.weight == 0)       # starts uniform: loss ln V
+    torch.nn.init.normal_(model.table.weight)
     a = model(torch.tensor([[1, 2, 3]]))[0]
     b = model(torch.tensor([[7, 9, 3]]))[0]
     assert torch.equal(a[0, 2], b[0, 2]) and not torch.equal(a[0, 0], b[0, 0])
