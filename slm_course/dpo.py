@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slm_course.helpers.eval_mode import evaluating
-from slm_course.instruct import END, NUMBER_WORDS, TASKS, Example, prompt_masked_batch
+from slm_course.instruct import END, INSTRUCTION_TASKS, NUMBER_WORDS, Example, prompt_masked_batch
 from slm_course.seq2seq import IGNORE_INDEX
 from slm_course.tokenizers import Tokenizer
 
@@ -104,7 +104,8 @@ def plausible_mistake(example: Example) -> str:
         n = NUMBER_WORDS.index(example.answer)
         wrong = NUMBER_WORDS[n + 1 if n + 1 < len(NUMBER_WORDS) else n - 1]  # off by one
     else:
-        raise ValueError(f"no mistake defined for task {task!r}; tasks: {sorted(TASKS)}")
+        raise ValueError(f"no mistake defined for task {task!r}; the tasks are "
+                         f"{sorted(INSTRUCTION_TASKS)}")
     if wrong == example.answer:  # a palindrome, or a one-letter word: try off by one letter
         wrong = wrong[:-1] + ("a" if wrong[-1] != "a" else "e")
     return f" {wrong}{END}"
@@ -141,19 +142,27 @@ def preference_batches(tokenizer: Tokenizer, pairs: Sequence[PreferencePair], ba
 
 
 @torch.no_grad()
-def preference_accuracy(model: nn.Module, tokenizer: Tokenizer,
-                        pairs: Sequence[PreferencePair], batch_size: int = 256) -> float:
-    """The share of pairs where the model gives the chosen response the higher
-    log-probability, log pi(y_w|x) > log pi(y_l|x)."""
+def preference_margins(model: nn.Module, tokenizer: Tokenizer,
+                       pairs: Sequence[PreferencePair], batch_size: int = 256) -> torch.Tensor:
+    """log pi(y_w|x) - log pi(y_l|x) for each pair, (N,) on the CPU: how much more likely
+    the model finds the chosen response than the rejected one."""
     if not pairs:
         raise ValueError("no preference pairs to score")
     device = next(model.parameters()).device
-    wins = 0
+    margins = []
     with evaluating(model):
         for i in range(0, len(pairs), batch_size):
             x_w, y_w, x_l, y_l = (t.to(device) for t in
                                   preference_batch(tokenizer, pairs[i:i + batch_size]))
-            chosen = sequence_logprobs(model(x_w)[0], y_w)
-            rejected = sequence_logprobs(model(x_l)[0], y_l)
-            wins += int((chosen > rejected).sum())
-    return wins / len(pairs)
+            chosen = sequence_logprobs(model(x_w)[0], y_w)  # (B,)
+            rejected = sequence_logprobs(model(x_l)[0], y_l)  # (B,)
+            margins.append((chosen - rejected).cpu())
+    return torch.cat(margins)
+
+
+def preference_accuracy(model: nn.Module, tokenizer: Tokenizer,
+                        pairs: Sequence[PreferencePair], batch_size: int = 256) -> float:
+    """The share of pairs where the model gives the chosen response the higher
+    log-probability, log pi(y_w|x) > log pi(y_l|x)."""
+    margins = preference_margins(model, tokenizer, pairs, batch_size)
+    return float((margins > 0).float().mean())

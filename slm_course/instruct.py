@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import io
 import random
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -57,7 +59,7 @@ def _add(item: str) -> str:
     return NUMBER_WORDS[NUMBER_WORDS.index(a) + NUMBER_WORDS.index(b)]
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (
+INSTRUCTION_TASKS: dict[str, Task] = {t.name: t for t in (
     Task("reverse", ("reverse {item}", "spell {item} backwards"), "write {item} back to front",
          lambda w: w[::-1]),
     Task("upper", ("uppercase {item}", "shout {item}"), "say {item} in capitals",
@@ -87,12 +89,19 @@ class Example:
 
 def make_example(task: str, item: str, template: str | None = None) -> Example:
     """The example for ``item`` in ``task``'s phrasing ``template`` (default: its first)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; the tasks are {sorted(TASKS)}")
-    t = TASKS[task]
+    if task not in INSTRUCTION_TASKS:
+        raise ValueError(f"unknown task {task!r}; the tasks are {sorted(INSTRUCTION_TASKS)}")
+    t = INSTRUCTION_TASKS[task]
     fields = dict(zip("ab", item.split(), strict=True)) if t.on_numbers else {"item": item}
     request = (template or t.templates[0]).format(**fields)
     return Example(task, item, f"Q: {request}\nA:", f" {t.answer(item)}{END}")
+
+
+def common_words(text: str, n: int = 400, min_len: int = 3, max_len: int = 7) -> list[str]:
+    """The ``n`` most frequent lowercase words of ``text`` with ``min_len`` to ``max_len``
+    letters (ties by first appearance): the items of the word tasks."""
+    counts = Counter(re.findall(r"\b[a-z]+\b", text.lower()))
+    return [w for w, _ in counts.most_common() if min_len <= len(w) <= max_len][:n]
 
 
 def split_items(items: Sequence[str], heldout_fraction: float = 0.2, seed: int = 0
@@ -123,7 +132,7 @@ class InstructionData:
 
 
 def make_instruction_data(words: Sequence[str], heldout_fraction: float = 0.2,
-                          seed: int = 0, tasks: Sequence[str] = tuple(TASKS)
+                          seed: int = 0, tasks: Sequence[str] = tuple(INSTRUCTION_TASKS)
                           ) -> InstructionData:
     """Every (task, item, phrasing) combination, split by item into train and held out."""
     bad = [w for w in words if not (w.isalpha() and w.islower() and len(w) < len(NUMBER_WORDS))]
@@ -133,11 +142,12 @@ def make_instruction_data(words: Sequence[str], heldout_fraction: float = 0.2,
     train_words, held_words = split_items(words, heldout_fraction, seed)
     train_pairs, held_pairs = split_items(number_pairs(), heldout_fraction, seed)
     data = InstructionData([], [], [])
-    unknown = set(tasks) - set(TASKS)
+    unknown = set(tasks) - set(INSTRUCTION_TASKS)
     if unknown:
-        raise ValueError(f"unknown tasks {sorted(unknown)}; the tasks are {sorted(TASKS)}")
+        raise ValueError(f"unknown tasks {sorted(unknown)}; the tasks are "
+                         f"{sorted(INSTRUCTION_TASKS)}")
     for name in tasks:
-        t = TASKS[name]
+        t = INSTRUCTION_TASKS[name]
         train_items, held_items = (train_pairs, held_pairs) if t.on_numbers else \
             (train_words, held_words)
         data.train += [make_example(name, i, p) for i in train_items for p in t.templates]

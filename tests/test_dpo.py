@@ -17,6 +17,7 @@ from slm_course.dpo import (
     preference_accuracy,
     preference_batch,
     preference_batches,
+    preference_margins,
     preference_pairs,
     sequence_logprobs,
 )
@@ -128,7 +129,12 @@ def test_preference_accuracy_counts_wins_by_hand():
                 logp = F.log_softmax(logits[0], -1)
                 scores.append(sum(float(logp[t - 1, ids[t]]) for t in range(n, len(ids))))
             wins += scores[0] > scores[1]
-    assert preference_accuracy(model, TOK, pairs, batch_size=7) == wins / len(pairs)
+            if p is pairs[0]:
+                first_margin = scores[0] - scores[1]
+    assert preference_accuracy(model, TOK, pairs, batch_size=7) == pytest.approx(wins / len(pairs))
+    margins = preference_margins(model, TOK, pairs, batch_size=7)
+    assert margins.shape == (len(pairs),) and float(margins[0]) == pytest.approx(
+        first_margin, rel=1e-4, abs=1e-4)
     flipped = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs]
     assert preference_accuracy(model, TOK, flipped) == pytest.approx(1 - wins / len(pairs))
 

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from slm_course.generate import generate
 from slm_course.gpt import GPT, GPTConfig
 from slm_course.instruct import (
+    INSTRUCTION_TASKS,
     NUMBER_WORDS,
-    TASKS,
     Example,
     check_encodable,
     checkpoint_bytes,
@@ -62,8 +62,8 @@ def test_held_out_items_and_templates_are_unseen():
         phrasing = ex.prompt.replace(ex.item, "").replace(ex.item.replace(" ", " plus "), "")
         assert all(phrasing != p.replace(ex.item, "") for p in train_prompts)
     n_train_words = len(WORDS) - round(0.25 * len(WORDS))
-    per_task = {t: len(TASKS[t].templates) for t in TASKS}
-    assert len(data.train) == sum(n * (75 if TASKS[t].on_numbers else n_train_words)
+    per_task = {t: len(INSTRUCTION_TASKS[t].templates) for t in INSTRUCTION_TASKS}
+    assert len(data.train) == sum(n * (75 if INSTRUCTION_TASKS[t].on_numbers else n_train_words)
                                   for t, n in per_task.items())
     assert split_items(WORDS, 0.25, seed=3) == split_items(list(reversed(WORDS)), 0.25, seed=3)
 
