@@ -30,4 +30,5 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     13: ("the transformer", ("transformer",)),
     14: ("GPT, the small language model", ("lm_data", "gpt", "gpt_ladder", "train", "generate")),
     16: ("fine-tuning the SLM: LoRA, instruction tuning, DPO", ("lora", "instruct", "dpo")),
+    17: ("inference: KV cache, quantization, export", ("quantize", "export")),
 }
