@@ -89,3 +89,62 @@ def check_encode_decode(encode: Callable[[str, list[str]], Any],
            "encode ignores the vocab argument",
            hint="use the vocab you are given, not a vocabulary from an earlier cell")
     return passed(name, f"{len(_TEXTS)} round trips and a reversed vocabulary")
+
+
+# ---------------------------------------------------------------- the open challenge
+
+#: the open challenge: characters per token on Tiny Shakespeare's held-out last 10%, with a
+#: vocabulary of at most CHALLENGE_VOCAB tokens (one token per character gives 1.0)
+CHALLENGE_TARGET = 1.35
+CHALLENGE_VOCAB = 256
+
+
+def challenge_split() -> tuple[str, str]:
+    """Tiny Shakespeare cut once by position: (the first 90%, the last 10%), as the course's
+    language models split it. Build your vocabulary from the first part only."""
+    from slm_course.data import load_tinyshakespeare
+
+    text = load_tinyshakespeare()
+    n_train = int(len(text) * 0.9)
+    return text[:n_train], text[n_train:]
+
+
+def check_compression_challenge(encode: Callable[[str], Any], decode: Callable[[Any], str],
+                                vocab_size: int, target: float | None = None) -> float:
+    """The open challenge: a lossless code with at most 256 token ids that writes the
+    held-out text in few tokens. ``encode(text) -> list of ids in [0, vocab_size)``,
+    ``decode(ids) -> text`` with ``decode(encode(t)) == t``; the score is characters per
+    token on the held-out 10% (fast profile: its first 20,000 characters). Target: 1.35."""
+    from slm_course.helpers.workload import pick
+
+    name = "check_compression_challenge"
+    target = CHALLENGE_TARGET if target is None else target
+    expect(name, isinstance(vocab_size, int) and 1 <= vocab_size <= CHALLENGE_VOCAB,
+           f"vocab_size must be an int from 1 to {CHALLENGE_VOCAB}", got=vocab_size,
+           hint="pass len(your_vocabulary)")
+    held_out = challenge_split()[1][:pick(fast=20_000, full=None)]
+    ids = call_learner(name, encode, held_out)
+    expect(name, isinstance(ids, (list, tuple)) and all(isinstance(i, int) for i in ids),
+           "encode must return a list of int ids", got=type(ids).__name__,
+           hint="return a list such as [12, 0, 57, ...]")
+    expect(name, all(0 <= i < vocab_size for i in ids),
+           f"an id is outside 0..{vocab_size - 1}", got=[i for i in ids
+                                                        if not 0 <= i < vocab_size][:5],
+           hint="every id is a position in your vocabulary")
+    back = call_learner(name, decode, list(ids))
+    if back != held_out:
+        where = next((k for k, (a, b) in enumerate(zip(back, held_out, strict=False))
+                      if a != b), min(len(back), len(held_out)))
+        expect(name, False, f"decode(encode(text)) is not the text: they first differ at "
+               f"character {where}", expected=held_out[where:where + 30],
+               got=str(back)[where:where + 30],
+               hint="the code must be lossless: every character, space and newline comes "
+                    "back; keep the single characters in the vocabulary as a fallback")
+    ratio = len(held_out) / max(len(ids), 1)
+    expect(name, ratio >= target, f"{ratio:.3f} characters per token, the target is "
+           f"{target}", expected=f">= {target}", got=round(ratio, 3),
+           hint="add frequent words (with their leading space) or pairs of characters to "
+                "the vocabulary, and encode greedily with the longest match first")
+    passed(name, f"{ratio:.3f} characters per token on {len(held_out):,} held-out characters "
+                 f"with {vocab_size} tokens (target {target})")
+    return ratio

@@ -176,3 +176,56 @@ def check_gaussian_mle(fn: Callable[[np.ndarray], tuple[float, float]]) -> bool:
     _gaussian_case(name, fn, x, "1000 samples of N(-3, 0.49)")
     _gaussian_case(name, fn, np.array([1.5]), "a single sample")
     return passed(name, "a textbook example, 1000 samples and a single sample")
+
+
+# ---------------------------------------------------------------- the open challenge
+
+#: the open challenge: held-out cross-entropy of the next character, in nats per character
+#: (uniform over 65 characters: ln 65 = 4.17; counting single characters: 3.35; counting
+#: pairs: 2.48)
+CHALLENGE_TARGET = 2.30
+
+
+def check_next_char_challenge(predict: Callable[[str], Any], target: float | None = None
+                              ) -> float:
+    """The open challenge: ``predict(context) -> p``, a probability for each of the 65
+    characters of ``sorted(set(tiny_shakespeare))`` given the (up to) 32 characters before,
+    built from the first 90% of Tiny Shakespeare. Scored by the cross-entropy
+    -mean log p(next character) on the last 10% (fast profile: its first 5,000 characters).
+    Target: 2.30 nats/char."""
+    from slm_course.data import load_tinyshakespeare
+    from slm_course.helpers.workload import pick
+
+    name = "check_next_char_challenge"
+    target = CHALLENGE_TARGET if target is None else target
+    text = load_tinyshakespeare()
+    vocab = sorted(set(text))
+    index = {c: i for i, c in enumerate(vocab)}
+    start = int(len(text) * 0.9)
+    stop = len(text) if pick(fast=5_000, full=None) is None else start + 5_000
+    total = 0.0
+    for pos in range(start, stop):
+        p = as_array(name, call_learner(name, predict, text[max(0, pos - 32):pos]),
+                     "predict(context)")
+        if pos == start:
+            expect(name, p.shape == (len(vocab),), f"predict returned shape {p.shape}",
+                   expected=(len(vocab),), hint="one probability per character of the "
+                   "sorted vocabulary")
+        prob = float(p[index[text[pos]]])
+        if not (prob > 0 and abs(float(p.sum()) - 1.0) < 1e-6 and (p >= 0).all()):
+            raise fail(name, f"predict({text[max(0, pos - 32):pos][-10:]!r}) is not a "
+                       f"distribution that gives the next character {text[pos]!r} a "
+                       f"positive probability", got=p,
+                       hint="probabilities >= 0 that sum to 1, and never 0 for a character "
+                            "that can occur: smooth your counts (add-k, or mix with the "
+                            "single-character frequencies)")
+        total -= np.log(prob)
+    loss = total / (stop - start)
+    expect(name, loss <= target, f"held-out cross-entropy {loss:.3f} nats/char, the target "
+           f"is {target}", expected=f"<= {target}", got=round(loss, 3),
+           hint="condition on more than one previous character (counts of triples) and mix "
+                "the estimates of different context lengths (interpolation), since long "
+                "contexts are often unseen")
+    passed(name, f"{loss:.3f} nats/char on {stop - start:,} held-out characters "
+                 f"(target {target})")
+    return loss
