@@ -51,10 +51,29 @@ def is_conv1d(key: str) -> bool:
     return key.endswith(CONV1D_WEIGHTS)
 
 
+# GPTConfig options beyond GPT-2 (stage 18's modern variants) and the values GPT-2 has
+GPT2_ONLY = {"norm": "layernorm", "position": "learned", "mlp": "gelu"}
+
+
+def check_gpt2_compatible(config: GPTConfig) -> None:
+    """Raise a ValueError unless ``config`` describes a model GPT-2's architecture can hold
+    (LayerNorm, learned positions, a GELU MLP, one key/value head per query head)."""
+    problems = [f"{name}={getattr(config, name)!r} (GPT-2: {value!r})"
+                for name, value in GPT2_ONLY.items()
+                if getattr(config, name, value) != value]
+    n_kv_head = getattr(config, "n_kv_head", None)
+    if n_kv_head not in (None, config.n_head):
+        problems.append(f"n_kv_head={n_kv_head} (GPT-2: one per query head, {config.n_head})")
+    if problems:
+        raise ValueError("this model cannot be exported as a GPT-2: " + "; ".join(problems))
+
+
 def hf_config(config: GPTConfig) -> Any:
     """The ``transformers.GPT2Config`` of the same shape as our ``config``."""
+    check_gpt2_compatible(config)
     transformers = require_transformers()
     return transformers.GPT2Config(
+        bos_token_id=None, eos_token_id=None,  # GPT-2's 50256 is outside a small vocabulary
         vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
         n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
         activation_function=HF_ACTIVATION[config.activation],

@@ -123,3 +123,15 @@ def test_cli_export_writes_a_folder_transformers_loads(tmp_path, capsys):
     assert (out / "slm_course_tokenizer.json").exists()
     assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_modern_model_is_refused_with_the_reasons():
+    from types import SimpleNamespace
+
+    from slm_course.export import check_gpt2_compatible
+
+    check_gpt2_compatible(small())  # GPT-2's own options: fine
+    modern = SimpleNamespace(n_head=4, norm="rmsnorm", position="rope", mlp="gelu",
+                             n_kv_head=2)
+    with pytest.raises(ValueError, match="norm='rmsnorm'.*position='rope'.*n_kv_head=2"):
+        check_gpt2_compatible(modern)
