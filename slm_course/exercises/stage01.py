@@ -199,3 +199,48 @@ def check_pca_svd(fn: Callable[..., Any]) -> bool:
                      "np.linalg.svd(X - mean, full_matrices=False), ordered as the SVD "
                      "returns them (by decreasing singular value)")
     return passed(name, f"{len(cases)} data sets, including fewer samples than features")
+
+
+# ---------------------------------------------------------------- the open challenge
+
+#: the open challenge: accuracy on the last 2,000 images of the MNIST test split for a
+#: classifier built with linear algebra from the first 8,000 (nearest class mean: ~85%)
+CHALLENGE_TARGET = 0.93
+CHALLENGE_TRAIN = 8_000
+
+
+def challenge_data() -> tuple[np.ndarray, np.ndarray]:
+    """The training part of the challenge: the first 8,000 images of the MNIST test split,
+    as float64 rows (8000, 784) in [0, 1], and their labels (8000,)."""
+    from slm_course.data import load_mnist_test
+
+    images, labels = load_mnist_test()
+    x = images[:CHALLENGE_TRAIN].reshape(CHALLENGE_TRAIN, -1).astype(np.float64) / 255.0
+    return x, labels[:CHALLENGE_TRAIN].astype(np.int64)
+
+
+def check_digits_challenge(predict: Callable[[np.ndarray], Any],
+                           target: float | None = None) -> float:
+    """The open challenge: ``predict(x) -> labels`` for rows ``x (N, 784)`` in [0, 1] of
+    images never used for training (the MNIST test split after the first 8,000; fast
+    profile: 500 of them). Target: 93% correct. NumPy only, any method."""
+    from slm_course.data import load_mnist_test
+    from slm_course.helpers.workload import pick
+
+    name = "check_digits_challenge"
+    target = CHALLENGE_TARGET if target is None else target
+    images, labels = load_mnist_test()
+    stop = CHALLENGE_TRAIN + pick(fast=500, full=len(images) - CHALLENGE_TRAIN)
+    x = images[CHALLENGE_TRAIN:stop].reshape(stop - CHALLENGE_TRAIN, -1) / 255.0
+    y = labels[CHALLENGE_TRAIN:stop]
+    got = as_array(name, call_learner(name, predict, x.copy()), "predict(x)")
+    expect(name, got.shape == y.shape, f"predict returned shape {got.shape}",
+           expected=y.shape, hint="one label (0 to 9) per row of x")
+    accuracy = float(np.mean(got == y))
+    expect(name, accuracy >= target, f"held-out accuracy {accuracy:.1%}, the target is "
+           f"{target:.0%}", expected=f">= {target:.0%}", got=f"{accuracy:.1%}",
+           hint="project onto your PCA components (50 or so) and vote among the nearest "
+                "training images; squared distances for all pairs at once are "
+                "|a|^2 + |b|^2 - 2 a.b, one matrix product")
+    passed(name, f"{accuracy:.1%} on {len(y):,} held-out digits (target {target:.0%})")
+    return accuracy
