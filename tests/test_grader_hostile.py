@@ -3,9 +3,9 @@
 Every case is stage 00's exercise notebook (three checked exercises, plain Python) or its
 solution, changed the way a learner could change it to fool the grader or to break the run.
 The cases are generated into a temporary folder and graded in parallel, against the mentor's
-copy ``exercises/00_welcome.ipynb``. Most cases drop the ``start()`` call (it imports
-PyTorch, which makes every case seconds slower and proves nothing about grading); the first
-two cases are the untouched notebooks.
+copy ``exercises/00_welcome.ipynb`` (its first three exercises). Most cases drop the
+``start()`` call (it imports PyTorch, which makes every case seconds slower and proves
+nothing about grading); the first two cases are the untouched notebooks.
 """
 
 from __future__ import annotations
@@ -24,13 +24,25 @@ from slm_course.exercises.sandbox import Limits
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = ROOT / "exercises" / "00_welcome.ipynb"
 SOLUTION = ROOT / "solutions" / "00_welcome.ipynb"
-LIMITS = Limits(step_s=8, total_s=90, grace_s=3)
-CHECKS = {"count": 4, "vocab": 7, "encode": 10}  # the check cells' indices
-DEFS = {"count": 3, "vocab": 6, "encode": 9}      # the cells that define the functions
+LIMITS = Limits(step_s=12, total_s=120, grace_s=3)
+_FUNCS = {"count": "count_characters", "vocab": "build_vocabulary", "encode": "encode"}
+
+
+def _index(prefix: str) -> dict[str, int]:
+    cells = nbformat.read(EXERCISE, as_version=4).cells
+    return {k: next(i for i, c in enumerate(cells) if c.source.startswith(prefix + f))
+            for k, f in _FUNCS.items()}
+
+
+CHECKS = _index("check_")  # the check cells' indices, e.g. check_count_characters(...)
+DEFS = _index("def ")      # the cells that define the functions
 
 
 def _read(path: Path, *, start: bool) -> nbformat.NotebookNode:
+    """The notebook up to its "put it to work" cell: the three warm-up exercises only, so
+    that exercises added to stage 00 later do not change the scores below."""
     nb = nbformat.read(path, as_version=4)
+    nb.cells = nb.cells[: CHECKS["encode"] + 3]
     if not start:  # keep the imports, drop `session = start(seed=0)` (it imports torch)
         nb.cells[1].source = "\n".join(
             line for line in nb.cells[1].source.splitlines()
@@ -83,9 +95,10 @@ fake.check_encode_decode = lambda *a: True
 sys.modules["slm_course.exercises.stage00"] = fake
 from slm_course.exercises.stage00 import check_count_characters, check_build_vocabulary
 """
-WRONG = {3: "def count_characters(text):\n    return {}",
-         6: "def build_vocabulary(text):\n    return []",
-         9: "def encode(text, vocab):\n    return []\n\ndef decode(ids, vocab):\n    return ''"}
+WRONG = {DEFS["count"]: "def count_characters(text):\n    return {}",
+         DEFS["vocab"]: "def build_vocabulary(text):\n    return []",
+         DEFS["encode"]: "def encode(text, vocab):\n    return []\n\n"
+                         "def decode(ids, vocab):\n    return ''"}
 
 
 def _cases(tmp: Path) -> list[tuple[str, object, int, dict[str, str]]]:
@@ -93,9 +106,10 @@ def _cases(tmp: Path) -> list[tuple[str, object, int, dict[str, str]]]:
     victim = tmp / "victim.ipynb"
     sol, ex = _sol(), _ex()
     func = {k: sol.cells[i].source for k, i in DEFS.items()}
+    c, v = DEFS["count"], DEFS["vocab"]  # the cells that define the first two functions
     return [
-        ("solution", nbformat.read(SOLUTION, as_version=4), 3, {}),
-        ("untouched exercise", nbformat.read(EXERCISE, as_version=4), 0,
+        ("solution", _read(SOLUTION, start=True), 3, {}),
+        ("untouched exercise", _read(EXERCISE, start=True), 0,
          {"check_count_characters": "not implemented"}),
         ("checks wrapped in try/except", _wrap_checks(
             ex, "try:\n    {call}\nexcept Exception:\n    pass"), 0, {}),
@@ -113,29 +127,29 @@ def _cases(tmp: Path) -> list[tuple[str, object, int, dict[str, str]]]:
             path="'../solutions/00_welcome.ipynb'")), 0, {}),
         ("reads the solutions by absolute path", _add(ex, 1, READ_SOLUTIONS.format(
             path=repr(str(SOLUTION)))), 0, {}),
-        ("a cell that ignores the interrupt", _add(sol, 3, IGNORE_INTERRUPT), 3, {}),
-        ("a cell that ignores SIGINT", _add(sol, 3, "import signal\nsignal.signal("
+        ("a cell that ignores the interrupt", _add(sol, c, IGNORE_INTERRUPT), 3, {}),
+        ("a cell that ignores SIGINT", _add(sol, c, "import signal\nsignal.signal("
                                             "signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
                                             "    pass"), 3, {}),
-        ("os._exit in a cell", _add(sol, 3, "import os\nos._exit(3)"), 3, {}),
-        ("the kernel kills itself", _add(sol, 6, "import os, signal\n"
+        ("os._exit in a cell", _add(sol, c, "import os\nos._exit(3)"), 3, {}),
+        ("the kernel kills itself", _add(sol, v, "import os, signal\n"
                                          "os.kill(os.getpid(), signal.SIGKILL)"), 3, {}),
-        ("sys.exit in a cell", _add(sol, 3, "import sys\nsys.exit(1)"), 3, {}),
-        ("os._exit inside an exercise function", _edit(sol, {3: func["count"].replace(
+        ("sys.exit in a cell", _add(sol, c, "import sys\nsys.exit(1)"), 3, {}),
+        ("os._exit inside an exercise function", _edit(sol, {c: func["count"].replace(
             "counts: dict", "import os; os._exit(0)\n    counts: dict")}), 2,
          {"check_count_characters": "stopped"}),
-        ("an infinite loop inside an exercise function", _edit(sol, {6: func["vocab"].replace(
+        ("an infinite loop inside an exercise function", _edit(sol, {v: func["vocab"].replace(
             "return sorted", "while True:\n        pass\n    return sorted")}), 2,
          {"check_build_vocabulary": "limit"}),
-        ("fork and subprocess in a cell", _add(sol, 3, "import os, subprocess\ntry:\n"
+        ("fork and subprocess in a cell", _add(sol, c, "import os, subprocess\ntry:\n"
                                                "    os.fork()\nfinally:\n"
                                                "    subprocess.run(['true'])"), 3, {}),
-        ("fork inside an exercise function", _edit(sol, {3: func["count"].replace(
+        ("fork inside an exercise function", _edit(sol, {c: func["count"].replace(
             "counts: dict", "import os; os.fork()\n    counts: dict")}), 2,
          {"check_count_characters": "start processes"}),
-        ("100 MB of output", _add(sol, 3, "import sys\nfor _ in range(100):\n"
+        ("100 MB of output", _add(sol, c, "import sys\nfor _ in range(100):\n"
                                   "    sys.stdout.write('x' * 1_000_000)"), 3, {}),
-        ("20 GB of memory", _add(sol, 3, "x = bytearray(20 * 2**30)"), 3, {}),
+        ("20 GB of memory", _add(sol, c, "x = bytearray(20 * 2**30)"), 3, {}),
         ("not a notebook", b"{ this is not json", 0,
          {"check_count_characters": "not a readable notebook"}),
         ("the check machinery patched", _add(_edit(ex, WRONG), 1,
@@ -149,13 +163,13 @@ def _cases(tmp: Path) -> list[tuple[str, object, int, dict[str, str]]]:
          {"check_encode_decode": "replaced"}),
         ("sys.modules tricks", _add(_edit(ex, WRONG), 1, FAKE_MODULE), 0,
          {"check_count_characters": "sys.modules"}),
-        ("the course's function imported", _add(ex, 6, "from slm_course.perceptron import "
+        ("the course's function imported", _add(ex, v, "from slm_course.perceptron import "
                                                 "perceptron_update as build_vocabulary"), 0,
          {"check_build_vocabulary": "imported from the course"}),
-        ("an exercise function renamed", _edit(sol, {3: func["count"].replace(
+        ("an exercise function renamed", _edit(sol, {c: func["count"].replace(
             "def count_characters", "def count_chars")}), 2,
          {"check_count_characters": "not defined"}),
-        ("writes over a classmate's submission", _add(sol, 3, f"open({str(victim)!r}, 'w')"
+        ("writes over a classmate's submission", _add(sol, c, f"open({str(victim)!r}, 'w')"
                                                       f".write('gone')"), 3, {}),
     ]
 
@@ -163,7 +177,9 @@ def _cases(tmp: Path) -> list[tuple[str, object, int, dict[str, str]]]:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
-    canonical = load_canonical(EXERCISE)
+    mentor = tmp_path_factory.mktemp("mentor")  # the mentor's copy: the three exercises
+    nbformat.write(_read(EXERCISE, start=True), mentor / EXERCISE.name)
+    canonical = load_canonical(mentor / EXERCISE.name)
     (tmp / "victim.ipynb").write_bytes(SOLUTION.read_bytes())
     jobs = []
     for number, (name, nb, score, reasons) in enumerate(_cases(tmp)):
