@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from slm_course.exercises.checking import call_learner, expect, expect_close, passed
+from slm_course.exercises.checking import as_array, call_learner, expect, expect_close, passed
 from slm_course.numpy_nn import (
     BCEWithLogitsLoss,
     GradientDescent,
@@ -143,3 +143,47 @@ def _reference_xor_losses(X: np.ndarray, y: np.ndarray, *, steps: int, lr: float
     losses = fit(model, BCEWithLogitsLoss(), X, y.reshape(-1, 1).astype(np.float64),
                  optimizer=GradientDescent(model.parameters(), lr=lr), steps=steps)
     return np.array(losses)
+
+
+# ---------------------------------------------------------------- the open challenge
+
+#: the open challenge: accuracy on 2,000 fresh points of two interleaved spirals (a linear
+#: classifier gets about half of them right)
+CHALLENGE_TARGET = 0.95
+
+
+def spiral_data(n: int, seed: int = 0, noise: float = 0.2, turns: float = 1.5
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spirals: X (n, 2) float64 and labels y (n,) in {0, 1}. Each arm winds
+    ``turns`` times around the origin out to radius 3; the points jitter with noise that
+    grows with the radius. The challenge trains on ``seed=0`` and is scored on ``seed=1``."""
+    if n < 2:
+        raise ValueError(f"need at least 2 points, got n={n}")
+    rng = np.random.default_rng(seed)
+    t = np.sqrt(rng.uniform(0.0, 1.0, n)) * turns * 2 * np.pi  # (n,) angle along the arm
+    y = rng.integers(0, 2, n)  # (n,) which arm
+    radius = 3.0 * t / (turns * 2 * np.pi)  # (n,)
+    angle = t + np.pi * y  # the second arm is the first turned by 180 degrees
+    X = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)  # (n, 2)
+    X = X + rng.normal(0.0, 1.0, (n, 2)) * (noise * radius[:, None] / 3 + 0.05)
+    return X, y.astype(np.int64)
+
+
+def check_spirals_challenge(predict: Callable[[np.ndarray], Any],
+                            target: float | None = None) -> float:
+    """The open challenge: ``predict(X) -> labels`` (0 or 1) for 2,000 fresh spiral points
+    (``spiral_data(2000, seed=1)``), from a network trained with your backpropagation or
+    ``slm_course.numpy_nn`` on ``spiral_data(n, seed=0)``. Target: 95% correct."""
+    name = "check_spirals_challenge"
+    target = CHALLENGE_TARGET if target is None else target
+    X, y = spiral_data(2000, seed=1)
+    got = as_array(name, call_learner(name, predict, X.copy()), "predict(X)").reshape(-1)
+    expect(name, got.shape == y.shape, f"predict returned {got.size} labels for {len(y)} "
+           "points", hint="one label (0 or 1) per row of X, e.g. (logits[:, 0] > 0)")
+    accuracy = float(np.mean(got == y))
+    expect(name, accuracy >= target, f"held-out accuracy {accuracy:.1%}, the target is "
+           f"{target:.0%}", expected=f">= {target:.0%}", got=f"{accuracy:.1%}",
+           hint="two hidden tanh layers of 32 or so, a few thousand full-batch steps with "
+                "learning rate 0.5 to 1; a straight line cannot separate spirals")
+    passed(name, f"{accuracy:.1%} of 2,000 held-out spiral points (target {target:.0%})")
+    return accuracy
