@@ -30,8 +30,9 @@ def test_every_ready_stage_has_a_quiz_with_both_kinds_of_question():
     stages = {int(q.stage[:2]): q for q in all_quizzes()}
     missing = sorted(set(slm_course.STAGES) - set(stages))
     assert not missing, f"stages without a quiz: {missing}"
-    for quiz in stages.values():
-        assert (ROOT / "notebooks" / f"{quiz.stage}.ipynb").exists(), quiz.stage
+    for number, quiz in stages.items():
+        if number in slm_course.STAGES:  # quizzes of stages still being written may come first
+            assert (ROOT / "notebooks" / f"{quiz.stage}.ipynb").exists(), quiz.stage
         assert len(quiz.questions) >= 3, quiz.stage
         kinds = {type(q) for q in quiz.questions}
         assert kinds == {Choice, Number}, f"{quiz.stage}: needs multiple choice and numbers"
