@@ -139,6 +139,7 @@ def test_preference_accuracy_counts_wins_by_hand():
     assert preference_accuracy(model, TOK, flipped) == pytest.approx(1 - wins / len(pairs))
 
 
+@pytest.mark.slow  # 40 training steps
 def test_a_few_dpo_steps_shift_the_preference():
     data = make_instruction_data(WORDS)
     pairs = preference_pairs(data.train)

@@ -162,6 +162,7 @@ def test_wrong_targets_and_wrong_modules_are_clear_errors():
         apply_lora(tiny_gpt(), ("attn.q_proj",))
 
 
+@pytest.mark.slow  # importing peft imports transformers: seconds
 def test_agrees_with_peft_on_the_same_weights():
     """peft (Hugging Face's LoRA library) wraps the same GPT; with A and B copied across,
     the outputs, the merged weights and the trainable counts agree."""
