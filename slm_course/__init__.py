@@ -29,6 +29,7 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     12: ("attention and seq2seq", ("attention", "seq2seq")),
     13: ("the transformer", ("transformer",)),
     14: ("GPT, the small language model", ("lm_data", "gpt", "gpt_ladder", "train", "generate")),
+    15: ("BERT: masked language modelling and fine-tuning", ("bert",)),
     16: ("fine-tuning the SLM: LoRA, instruction tuning, DPO", ("lora", "instruct", "dpo")),
     17: ("inference: KV cache, quantization, export", ("quantize", "export")),
 }
