@@ -48,7 +48,8 @@ def newton_schulz(G: torch.Tensor, steps: int = 5,
     X = X / (X.norm() + eps)
     for _ in range(steps):
         A = X @ X.T  # (m, m)
-        X = a * X + (b * A + c * A @ A) @ X  # (m, n)
+        B = torch.addmm(A, A, A, beta=b, alpha=c)  # b A + c A A, in one fused call
+        X = torch.addmm(X, B, X, beta=a)  # a X + B X: (m, n)
     return X.T if tall else X
 
 

@@ -50,6 +50,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "1.70 nats/char): a 5x higher learning rate, width 96, 2500 steps of 16 windows",
            {**_CHAR_CPU_MODEL, "n_embd": 96},
            replace(_CHAR_CPU_TRAIN, batch_size=16, max_steps=2500, lr=5e-3, min_lr=5e-4)),
+    Preset("shakespeare-char-cpu-speedrun",
+           "stage 18's speedrun: the lowest whole-split validation loss in 120 s on 2 CPU "
+           "cores (target 1.62 nats/char): shakespeare-char-cpu-fast's shape with RoPE, "
+           "RMSNorm, SwiGLU and Muon, decayed to zero; benchmarks/speedrun.py measures it",
+           {**_CHAR_CPU_MODEL, "n_embd": 96, "norm": "rmsnorm", "position": "rope",
+            "mlp": "swiglu"},
+           replace(_CHAR_CPU_TRAIN, optimizer="muon", batch_size=16, max_steps=1600, lr=5e-3,
+                   min_lr=0.0, warmup_steps=100, weight_decay=0.1, eval_interval=1600,
+                   eval_batches=4, num_threads=2)),
     Preset("shakespeare-char-gpu",
            "nanoGPT's baby GPT on a GPU: 6 layers x 384 wide, 256 characters of context, "
            "5000 steps (nanoGPT publishes 1.47 nats/char; not yet measured here)",

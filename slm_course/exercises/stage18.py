@@ -23,8 +23,9 @@ from slm_course.muon import NS_COEFFICIENTS
 #: the open challenge, the speedrun: whole-split validation loss (nats/char) on Tiny
 #: Shakespeare within a training budget in seconds. Full profile: the record's target, all
 #: of the validation split in 120 s on a 2-core CPU; fast profile: the first 20,000
-#: validation characters after 15 s.
-CHALLENGE_TARGET = {"full": (1.62, 120.0), "fast": (2.60, 15.0)}
+#: validation characters, no time limit (CI machines differ too much in speed to time them).
+CHALLENGE_TARGET: dict[str, tuple[float, float | None]] = {"full": (1.62, 120.0),
+                                                            "fast": (2.60, None)}
 
 
 def _tensor(name: str, got: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
@@ -132,25 +133,27 @@ def check_newton_schulz_step(fn: Callable[..., Any]) -> bool:
 
 
 def check_speedrun_challenge(model: nn.Module, block_size: int, seconds: float,
-                             target: tuple[float, float] | None = None) -> float:
+                             target: tuple[float, float | None] | None = None) -> float:
     """The open challenge, the speedrun: ``model`` (``model(x, y) -> (logits, loss)`` on ids
     of the course's character tokenizer, ``slm_course.lm_data.prepare_lm_data()``) trained
     in ``seconds`` of wall time must reach ``CHALLENGE_TARGET``: full profile, a loss of at
     most 1.62 nats/char on the whole validation split within 120 s; fast profile, 2.60 on the
-    first 20,000 characters within 15 s."""
+    first 20,000 characters (not timed)."""
     from slm_course.lm_data import prepare_lm_data, split_loss
 
     name = "check_speedrun_challenge"
     loss_target, time_target = target if target is not None else pick(**CHALLENGE_TARGET)
     expect(name, isinstance(model, nn.Module), "pass your trained model (an nn.Module)",
            got=type(model).__name__)
-    expect(name, seconds <= time_target, f"training took {seconds:.1f} s, the budget is "
-           f"{time_target:.0f} s", hint="fewer steps, a smaller model, or a faster step")
+    expect(name, time_target is None or seconds <= time_target, f"training took "
+           f"{seconds:.1f} s, the budget is {time_target} s",
+           hint="fewer steps, a smaller model, or a faster step")
     val = prepare_lm_data().val[:pick(fast=20_000, full=None)]
     loss = call_learner(name, split_loss, model, val, block_size)
     expect(name, loss <= loss_target, f"validation loss {loss:.3f} nats/char, target "
            f"{loss_target}", expected=f"<= {loss_target}", got=round(loss, 3),
            hint="start from the preset shakespeare-char-cpu-speedrun's settings: RoPE, "
                 "RMSNorm, SwiGLU, Muon, a high learning rate decayed to zero, a longer context")
+    budget = "" if time_target is None else f" in {time_target:.0f} s"
     return passed(name, f"{loss:.3f} nats/char on {len(val):,} validation characters in "
-                        f"{seconds:.1f} s (target {loss_target} in {time_target:.0f} s)")
+                        f"{seconds:.1f} s (target {loss_target}{budget})")
