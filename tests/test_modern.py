@@ -257,3 +257,29 @@ def test_presets_parse_the_new_options():
     preset = apply_overrides(get_preset("tiny"), {"n_kv_head": "1", "position": "rope"})
     assert preset.model["n_kv_head"] == 1 and preset.model["position"] == "rope"
     assert apply_overrides(get_preset("tiny"), {"n_kv_head": "none"}).model["n_kv_head"] is None
+
+
+def test_the_speedrun_preset_is_the_modern_gpt_with_muon_and_trains(tmp_path):
+    from dataclasses import replace
+
+    from slm_course.cli.presets import get_preset
+    from slm_course.cli.runs import run_training
+    from slm_course.lm_data import LMData
+    from slm_course.muon import Muon
+    from slm_course.tokenizers import CharTokenizer
+
+    preset = get_preset("shakespeare-char-cpu-speedrun")
+    assert (preset.model["norm"], preset.model["position"], preset.model["mlp"]) == \
+        ("rmsnorm", "rope", "swiglu") and preset.train.optimizer == "muon"
+    assert preset.train.min_lr == 0.0 and preset.train.num_threads == 2
+    text = "ROMEO: what light through yonder window breaks? " * 30
+    data = LMData.from_text(text, CharTokenizer.from_text(text))
+    cfg = replace(preset.train, max_steps=4, warmup_steps=1, eval_interval=4, eval_batches=1,
+                  batch_size=2, progress=False, num_threads=0)
+    seen = []
+    model, state, _ = run_training({**preset.model, "block_size": 16}, cfg, data=data,
+                                   callbacks=[lambda kind, s: seen.append(kind)])
+    assert state.step == 4 and "wpe" not in model.transformer
+    assert torch.isfinite(state.losses).all() and seen.count("eval") == 2
+    from slm_course.train import make_optimizer
+    assert isinstance(make_optimizer(model, cfg), Muon)
