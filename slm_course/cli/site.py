@@ -275,7 +275,21 @@ def _note(lesson: Path, root: Path, profile: str, machine: str, seconds: float,
     )
 
 
-def _landing(root: Path, done: list[Executed], profile: str, machine: str) -> str:
+def _repo_links(markdown: str, repo_url: str) -> str:
+    """Links to files of the repository (``[text](docs/x.md)``) point at GitHub, or become
+    plain text when the repository's address is unknown: the site does not carry them."""
+
+    def fix(m: re.Match) -> str:
+        text, target = m.group(1), m.group(2)
+        if re.match(r"[a-z]+:|#", target):
+            return m.group(0)
+        return f"[{text}]({repo_url}/blob/main/{target})" if repo_url else text
+
+    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", fix, markdown)
+
+
+def _landing(root: Path, done: list[Executed], profile: str, machine: str,
+             repo_url: str = "") -> str:
     readme = (root / "README.md").read_text(encoding="utf-8")
     rows = curriculum(root)
     from slm_course import STAGES
@@ -294,8 +308,10 @@ def _landing(root: Path, done: list[Executed], profile: str, machine: str) -> st
             when = lesson_time(nb, stage, readme)
         else:
             label, when = f"{stage:02d}", "—"
-        table.append(f"| {label} | {what.replace('|', '/')} | {status} | {when} |")
+        what = _repo_links(what.replace("|", "/"), repo_url)
+        table.append(f"| {label} | {what} | {status} | {when} |")
     intro = readme.split("\n## ", 1)[0].split("\n", 1)[1].strip()  # the README's opening
+    intro = _repo_links(intro, repo_url)
     return f"""# slm-course
 
 {intro}
@@ -346,7 +362,7 @@ def write_book(root: Path, work: Path, done: list[Executed], repo_url: str) -> N
             src = root / folder / e.lesson.name
             if src.is_file():
                 shutil.copy2(src, extra / folder / e.lesson.name)
-    (work / "book" / "index.md").write_text(_landing(root, done, profile, machine),
+    (work / "book" / "index.md").write_text(_landing(root, done, profile, machine, repo_url),
                                             encoding="utf-8")
     toc = {"format": "jb-book", "root": "index",
            "chapters": [{"file": e.lesson.stem} for e in done]}
