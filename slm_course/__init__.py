@@ -32,4 +32,5 @@ STAGES: dict[int, tuple[str, tuple[str, ...]]] = {
     15: ("BERT: masked language modelling and fine-tuning", ("bert",)),
     16: ("fine-tuning the SLM: LoRA, instruction tuning, DPO", ("lora", "instruct", "dpo")),
     17: ("inference: KV cache, quantization, export", ("quantize", "export")),
+    18: ("from GPT-2 to a modern small LM", ("modern", "muon")),
 }
