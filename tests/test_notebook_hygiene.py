@@ -41,6 +41,10 @@ def test_named_seeded_and_structured(path):
         assert "check your understanding" in text, \
             f"{path.name}: end with a 'check your understanding' section"
         assert any("assert " in c for c in code), f"{path.name}: assert the lesson's claims"
+        header = "\n".join(c.source for c in nb.cells[:3] if c.cell_type == "markdown")
+        assert "**Time and hardware:**" in header and "full profile" in header, (
+            f"{path.name}: say near the top what the lesson costs: a '**Time and hardware:** "
+            f"full profile about N min on a 2-core CPU ...' line (see CONTRIBUTING.md)")
 
 
 def test_every_lesson_has_a_solution_and_exercise():
