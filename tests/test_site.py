@@ -259,3 +259,16 @@ def test_search_finds_a_lesson(browser, base_url):
             break
         time.sleep(0.2)
     assert any("05_" in h for h in hits), f"searching 'perceptron' found {hits}"
+
+
+def test_links_out_of_a_lesson_point_at_the_repository():
+    """A lesson's ``[notation](../docs/notation.md)`` is not a page of the site: it must point
+    at GitHub or become plain text, while links between lessons stay (the site has them)."""
+    from slm_course.cli.site import _repo_links
+
+    md = "[sheet](../docs/notation.md), [next](12_attention_seq2seq.ipynb), [top](#objectives)"
+    assert _repo_links(md, "https://github.com/o/r", folder="notebooks") == (
+        "[sheet](https://github.com/o/r/blob/main/docs/notation.md), "
+        "[next](12_attention_seq2seq.ipynb), [top](#objectives)")
+    assert _repo_links(md, "", folder="notebooks").startswith("sheet, [next]")
+    assert _repo_links("[g](docs/x.md)", "") == "g"

@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import platform
+import posixpath
 import re
 import shutil
 import subprocess
@@ -275,14 +276,19 @@ def _note(lesson: Path, root: Path, profile: str, machine: str, seconds: float,
     )
 
 
-def _repo_links(markdown: str, repo_url: str) -> str:
+def _repo_links(markdown: str, repo_url: str, folder: str = "") -> str:
     """Links to files of the repository (``[text](docs/x.md)``) point at GitHub, or become
-    plain text when the repository's address is unknown: the site does not carry them."""
+    plain text when the repository's address is unknown: the site does not carry them.
+
+    ``folder`` is where the markdown lives in the repository: from a lesson (``notebooks``)
+    only links that leave the folder (``../docs/x.md``) are rewritten; links between lessons
+    stay, since the site has those pages."""
 
     def fix(m: re.Match) -> str:
         text, target = m.group(1), m.group(2)
-        if re.match(r"[a-z]+:|#", target):
+        if re.match(r"[a-z]+:|#", target) or (folder and not target.startswith("../")):
             return m.group(0)
+        target = posixpath.normpath(posixpath.join(folder, target))
         return f"[{text}]({repo_url}/blob/main/{target})" if repo_url else text
 
     return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", fix, markdown)
@@ -350,6 +356,9 @@ def write_book(root: Path, work: Path, done: list[Executed], repo_url: str) -> N
     machine = hardware()
     for e in done:
         nb = nbformat.read(e.copy, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = _repo_links(cell.source, repo_url, folder="notebooks")
         note = nbformat.v4.new_markdown_cell(
             _note(e.lesson, root, profile, machine, e.seconds, repo_url))
         note.id = "site-build-note"
