@@ -38,19 +38,23 @@ def newton_schulz(G: torch.Tensor, steps: int = 5,
         X_0 = G / ||G||_F,    X_{k+1} = a X_k + (b A_k + c A_k^2) X_k,    A_k = X_k X_k^T
 
     Each step maps every singular value s of X to a s + b s^3 + c s^5 and leaves the singular
-    vectors alone. Dividing by the Frobenius norm puts every s in (0, 1] first.
+    vectors alone. Dividing by the Frobenius norm puts every s in (0, 1] first. A stack of
+    same-shaped matrices (k, m, n) is orthogonalised matrix by matrix, in batched products:
+    the optimizer sends all its matrices of one shape at once (fewer, larger calls).
     """
-    if G.ndim != 2:
-        raise ValueError(f"Newton-Schulz orthogonalises a matrix, got shape {tuple(G.shape)}")
+    if G.ndim not in (2, 3):
+        raise ValueError(f"Newton-Schulz orthogonalises a matrix (or a stack of them), got "
+                         f"shape {tuple(G.shape)}")
     a, b, c = coefficients
-    tall = G.shape[0] > G.shape[1]
-    X = G.T if tall else G  # (m, n) with m <= n: the Gram matrix A is the small one, (m, m)
-    X = X / (X.norm() + eps)
+    tall = G.shape[-2] > G.shape[-1]
+    X = G.mT if tall else G  # (m, n) with m <= n: the Gram matrix A is the small one, (m, m)
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    add_product = torch.addmm if X.ndim == 2 else torch.baddbmm  # beta * C + alpha * (A @ B)
     for _ in range(steps):
-        A = X @ X.T  # (m, m)
-        B = torch.addmm(A, A, A, beta=b, alpha=c)  # b A + c A A, in one fused call
-        X = torch.addmm(X, B, X, beta=a)  # a X + B X: (m, n)
-    return X.T if tall else X
+        A = X @ X.mT  # (m, m)
+        B = add_product(A, A, A, beta=b, alpha=c)  # b A + c A A, in one fused call
+        X = add_product(X, B, X, beta=a)  # a X + B X: (m, n)
+    return X.mT if tall else X
 
 
 class Muon(torch.optim.Optimizer):
@@ -85,24 +89,35 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    update = self._muon if group["use_muon"] else self._adamw
-                    update(p, self.state[p], group)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not group["use_muon"]:
+                for p in params:
+                    self._adamw(p, self.state[p], group)
+                continue
+            by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
+            for p in params:
+                by_shape.setdefault(tuple(p.shape), []).append(p)
+            for same in by_shape.values():
+                self._muon(same, [self.state[p] for p in same], group)
         return loss
 
     @staticmethod
-    def _muon(p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """M <- mu M + G;  O = NS(G + mu M);  W <- W (1 - lr wd) - lr s O."""
-        if "momentum" not in state:
-            state["momentum"] = torch.zeros_like(p)
-        M, mu = state["momentum"], group["momentum"]
-        M.mul_(mu).add_(p.grad)
-        U = p.grad.add(M, alpha=mu) if group["nesterov"] else M
-        O = newton_schulz(U, group["ns_steps"])
-        scale = group["rms_scale"] * math.sqrt(max(p.shape))
-        p.mul_(1 - group["lr"] * group["weight_decay"])
-        p.add_(O, alpha=-group["lr"] * scale)
+    def _muon(params: list[torch.Tensor], states: list[dict[str, Any]],
+              group: dict[str, Any]) -> None:
+        """M <- mu M + G;  O = NS(G + mu M);  W <- W (1 - lr wd) - lr s O, for matrices of
+        one shape: their Newton-Schulz runs as one batch (k, m, n)."""
+        mu, updates = group["momentum"], []
+        for p, state in zip(params, states):
+            if "momentum" not in state:
+                state["momentum"] = torch.zeros_like(p)
+            M = state["momentum"]
+            M.mul_(mu).add_(p.grad)
+            updates.append(p.grad.add(M, alpha=mu) if group["nesterov"] else M)
+        O = newton_schulz(torch.stack(updates), group["ns_steps"])  # (k, m, n)
+        scale = group["rms_scale"] * math.sqrt(max(params[0].shape))
+        for p, o in zip(params, O):
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+            p.add_(o, alpha=-group["lr"] * scale)
 
     @staticmethod
     def _adamw(p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
