@@ -107,7 +107,7 @@ class Muon(torch.optim.Optimizer):
         """M <- mu M + G;  O = NS(G + mu M);  W <- W (1 - lr wd) - lr s O, for matrices of
         one shape: their Newton-Schulz runs as one batch (k, m, n)."""
         mu, updates = group["momentum"], []
-        for p, state in zip(params, states):
+        for p, state in zip(params, states, strict=True):
             if "momentum" not in state:
                 state["momentum"] = torch.zeros_like(p)
             M = state["momentum"]
@@ -115,7 +115,7 @@ class Muon(torch.optim.Optimizer):
             updates.append(p.grad.add(M, alpha=mu) if group["nesterov"] else M)
         O = newton_schulz(torch.stack(updates), group["ns_steps"])  # (k, m, n)
         scale = group["rms_scale"] * math.sqrt(max(params[0].shape))
-        for p, o in zip(params, O):
+        for p, o in zip(params, O, strict=True):
             p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(o, alpha=-group["lr"] * scale)
 

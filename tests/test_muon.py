@@ -99,12 +99,12 @@ def test_muon_on_several_matrices_equals_torch_optim_muon():
                               adjust_lr_fn="match_rms_adamw")
     starts = [w.detach().clone() for w in ours_ws]
     for step in range(3):
-        for i, (a, b) in enumerate(zip(ours_ws, theirs_ws)):
+        for i, (a, b) in enumerate(zip(ours_ws, theirs_ws, strict=True)):
             grad = torch.randn(*a.shape, generator=torch.Generator().manual_seed(10 * step + i))
             a.grad, b.grad = grad.clone(), grad.clone()
         ours.step()
         theirs.step()
-    for a, b, start in zip(ours_ws, theirs_ws, starts):
+    for a, b, start in zip(ours_ws, theirs_ws, starts, strict=True):
         assert (a - b).norm() < 0.02 * (b - start).norm(), f"matrix {tuple(a.shape)} differs"
 
 
