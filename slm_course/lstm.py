@@ -31,7 +31,9 @@ Stage 11: LSTM and GRU language models.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -387,18 +389,19 @@ def steps_in_budget(model: nn.Module, next_batch: Callable[[], Batch], cfg: Trai
     """How many training steps of ``cfg`` fit in ``seconds`` of ``clock``: time
     ``probe_steps`` steps of the course's loop (after two untimed ones) on a throw-away copy
     of ``model``, so two models can be given the same time budget with a learning-rate
-    schedule that ends on time. ``clock=time.process_time`` measures CPU time, which other
-    programs do not inflate."""
+    schedule that ends on time. A step's time is the *median* of the probe's steps, so a burst
+    of another program during one or two of them does not shrink the budget.
+    ``clock=time.process_time`` measures CPU time, which other programs do not inflate."""
     if seconds <= 0 or probe_steps < 1:
         raise ValueError(f"need seconds > 0 and probe_steps >= 1, got {seconds}, {probe_steps}")
     marks: list[float] = []
 
-    def mark(kind: str, state: TrainState) -> None:  # the clock after step 2 and the last one
-        if kind == "step" and state.step in (2, probe_steps + 2):
+    def mark(kind: str, state: TrainState) -> None:  # the clock after steps 2, 3, ..., last
+        if kind == "step" and 2 <= state.step <= probe_steps + 2:
             marks.append(clock())
 
     probe_cfg = replace(cfg, max_steps=probe_steps + 2, warmup_steps=0, log_interval=1,
                         eval_interval=probe_steps + 2, progress=False)
     train(copy.deepcopy(model), next_batch, probe_cfg, callbacks=[mark])
-    per_step = (marks[1] - marks[0]) / probe_steps
+    per_step = statistics.median(b - a for a, b in itertools.pairwise(marks))
     return max(1, int(seconds / per_step))
