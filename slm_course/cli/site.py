@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,7 @@ def execute_all(paths: list[Path], work: Path, *, workers: int, timeout: int) ->
     """Run each notebook in its own process (``workers`` at a time) into ``work/``."""
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MPLBACKEND=INLINE_BACKEND)  # figures become outputs, not Agg
+    env.update(thread_limits(workers, env))
 
     def one(path: Path) -> Executed:
         copy = work / path.name
@@ -218,6 +220,21 @@ def execute_all(paths: list[Path], work: Path, *, workers: int, timeout: int) ->
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(one, paths))
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_limits(workers: int, env: Mapping[str, str],
+                  cores: int | None = None) -> dict[str, str]:
+    """BLAS/OpenMP threads for each of ``workers`` kernels: the cores shared out, at least one.
+
+    Each PyTorch kernel starts one thread per core; two kernels on two cores would run four
+    threads that spin-wait on each other (seen on 2 cores: lessons 14 and 15 still running
+    after 4 minutes, half of it system time, where each takes under a minute alone). A
+    variable the user has set is kept."""
+    share = max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+    return {name: env.get(name) or str(share) for name in THREAD_VARIABLES}
 
 
 def _wait_cpu(proc: subprocess.Popen) -> float | None:
