@@ -385,13 +385,16 @@ def sample_recurrent(lm: RecurrentLM, prompt: torch.Tensor, max_new_tokens: int,
 
 def steps_in_budget(model: nn.Module, next_batch: Callable[[], Batch], cfg: TrainConfig,
                     seconds: float, probe_steps: int = 10,
-                    clock: Callable[[], float] = time.perf_counter) -> int:
+                    clock: Callable[[], float] = time.perf_counter,
+                    optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None) -> int:
     """How many training steps of ``cfg`` fit in ``seconds`` of ``clock``: time
     ``probe_steps`` steps of the course's loop (after two untimed ones) on a throw-away copy
     of ``model``, so two models can be given the same time budget with a learning-rate
     schedule that ends on time. A step's time is the *median* of the probe's steps, so a burst
     of another program during one or two of them does not shrink the budget.
-    ``clock=time.process_time`` measures CPU time, which other programs do not inflate."""
+    ``clock=time.process_time`` measures CPU time, which other programs do not inflate.
+    ``optimizer(copy)`` builds the run's optimizer (default: the loop's AdamW), so a costlier
+    step such as Muon's is what gets timed."""
     if seconds <= 0 or probe_steps < 1:
         raise ValueError(f"need seconds > 0 and probe_steps >= 1, got {seconds}, {probe_steps}")
     marks: list[float] = []
@@ -402,6 +405,8 @@ def steps_in_budget(model: nn.Module, next_batch: Callable[[], Batch], cfg: Trai
 
     probe_cfg = replace(cfg, max_steps=probe_steps + 2, warmup_steps=0, log_interval=1,
                         eval_interval=probe_steps + 2, progress=False)
-    train(copy.deepcopy(model), next_batch, probe_cfg, callbacks=[mark])
+    twin = copy.deepcopy(model)
+    train(twin, next_batch, probe_cfg, callbacks=[mark],
+          optimizer=optimizer(twin) if optimizer else None)
     per_step = statistics.median(b - a for a, b in itertools.pairwise(marks))
     return max(1, int(seconds / per_step))

@@ -178,6 +178,15 @@ def test_steps_in_budget_times_the_loop_on_a_copy():
     steps = steps_in_budget(lm, stream, cfg, seconds=30, probe_steps=5, clock=lambda: next(ticks))
     assert steps == 240                   # median 0.125 s a step, 30 s -> 240 (the mean: 60)
     assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.items())  # a copy trained
+    built = []                            # the run's own optimizer is what gets timed
+
+    def sgd(module):
+        built.append(module)
+        return torch.optim.SGD(module.parameters(), lr=0.1)
+
+    steps_in_budget(lm, stream, cfg, seconds=1, probe_steps=3, optimizer=sgd)
+    assert len(built) == 1 and built[0] is not lm and isinstance(built[0], RecurrentLM)
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.items())
 
 
 def test_vanishing_gradient_rnn_against_lstm():
