@@ -155,7 +155,7 @@ wait();
 
 def _inspect(driver, url: str, tries: int = 2) -> tuple[dict, list[str]]:
     """Load ``url`` and report on it. A second try only when Chromium did not show the page
-    at all (a renderer that crashed under load shows an error page with no <main>); a page
+    at all (e.g. a renderer that crashed under load shows an error page with no <main>); a page
     that loads but is wrong fails on the first try."""
     for _ in range(tries):
         driver.get_log("browser")  # drop what earlier pages left
